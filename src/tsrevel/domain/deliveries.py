@@ -1,0 +1,120 @@
+"""Delivery states, the moves allowed between them, and the records the store keeps; performs no I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+RECEIVED = "received"
+QUEUED = "queued"
+PROCESSING = "processing"
+RETRYING = "retrying"
+HELD = "held"
+SKIPPED = "skipped"
+IGNORED = "ignored"
+REJECTED = "rejected"
+DONE = "done"
+DRY_RUN = "dry_run"
+NEEDS_ATTENTION = "needs_attention"
+DEAD = "dead"
+
+STATES = (
+    RECEIVED, QUEUED, PROCESSING, RETRYING, HELD, SKIPPED, IGNORED, REJECTED, DONE, DRY_RUN,
+    NEEDS_ATTENTION, DEAD,
+)
+# States a worker still has to act on.
+PENDING_STATES = frozenset({RECEIVED, QUEUED, PROCESSING, RETRYING})
+# States where nothing more happens until an operator replays.
+TERMINAL_STATES = frozenset(set(STATES) - PENDING_STATES)
+# Replay re-queues these; DRY_RUN is included since a rehearsal never consumed the order slot.
+REPLAYABLE_STATES = frozenset({HELD, SKIPPED, DEAD, DRY_RUN})
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    RECEIVED: frozenset({QUEUED, REJECTED}),
+    QUEUED: frozenset({PROCESSING}),
+    PROCESSING: frozenset(
+        {HELD, SKIPPED, IGNORED, REJECTED, DONE, DRY_RUN, NEEDS_ATTENTION, RETRYING, DEAD, QUEUED}
+    ),
+    RETRYING: frozenset({PROCESSING}),
+    HELD: frozenset({QUEUED}),
+    SKIPPED: frozenset({QUEUED}),
+    DEAD: frozenset({QUEUED}),
+    DRY_RUN: frozenset({QUEUED}),
+    IGNORED: frozenset(),
+    REJECTED: frozenset(),
+    DONE: frozenset(),
+    NEEDS_ATTENTION: frozenset(),
+}
+
+
+def can_move(old: str, new: str) -> bool:
+    """Whether a delivery may go from state old to state new."""
+    return new in TRANSITIONS.get(old, frozenset())
+
+
+@attrs.frozen(kw_only=True)
+class NewDelivery:
+    """A webhook to store: its raw body and what intake learned from it."""
+
+    key: str
+    body: bytes
+    correlation_id: str
+    received_at: datetime
+    trigger_type: str | None
+    event_id: str | None
+    state: str  # QUEUED, or REJECTED with error set
+    error: str | None = None
+    header_names: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class TimelineEntry:
+    """One step in a delivery's history."""
+
+    at: datetime
+    state: str
+    note: str
+
+
+@attrs.frozen(kw_only=True)
+class Delivery:
+    """A stored webhook delivery and where it stands."""
+
+    id: int
+    key: str
+    body: bytes
+    correlation_id: str
+    received_at: datetime
+    trigger_type: str | None
+    event_id: str | None
+    state: str
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    order_reference: str | None = None
+    result: str | None = None  # JSON text: the mapped order or the decision's detail
+    lease_token: int = 0
+    lease_until: datetime | None = None
+    updated_at: datetime | None = None
+    timeline: tuple[TimelineEntry, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class LedgerEntry:
+    """The order ledger's row for one TripleSeat event: the only order it may have."""
+
+    event_id: str
+    reference: str
+    establishment_id: int
+    delivery_id: int
+    state: str  # "pending" (a create may be in flight) or "created"
+    revel_order_id: int | None = None
+    revel_uri: str | None = None
+    snapshot: str | None = None  # JSON text of RevelOrder.to_snapshot()
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+LEDGER_PENDING = "pending"
+LEDGER_CREATED = "created"

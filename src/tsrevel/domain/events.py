@@ -1,0 +1,411 @@
+"""TripleSeat webhook envelope and event, parsed from decoded JSON by named constructors; performs no I/O."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import attrs
+
+from tsrevel.domain.errors import PayloadError
+
+# Keys under which captured deliveries and the API directory put the nested object.
+EVENT_KEYS = ("event", "object")
+OTHER_OBJECT_KEYS = ("booking", "lead")
+
+LOCAL_FORMAT = "%m/%d/%Y %I:%M %p"
+
+
+@attrs.frozen(kw_only=True)
+class Contact:
+    """The event's contact person, as far as TripleSeat told us."""
+
+    first_name: str = ""
+    last_name: str = ""
+    email: str | None = None
+    phone: str | None = None
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p)
+
+
+@attrs.frozen(kw_only=True)
+class LineItem:
+    """One line of a TripleSeat event document (``documents[].line_items[]``)."""
+
+    id: str | None
+    document_index: int
+    quantity: Decimal
+    price: Decimal
+    total_price: Decimal | None = None
+    display_name: str = ""
+    description: str = ""
+    category: str | None = None
+    menu_item_id: str | None = None
+    section: str | None = None
+
+    @property
+    def line_total(self) -> Decimal:
+        """Quantity times unit price, exactly."""
+        return self.quantity * self.price
+
+
+@attrs.frozen(kw_only=True)
+class BillingTotal:
+    """A document-level charge named by the venue (tax, gratuity, service fee)."""
+
+    name: str
+    amount: Decimal
+
+
+@attrs.frozen(kw_only=True)
+class TripleSeatEvent:
+    """A TripleSeat event, with times both as the site's local wall clock and as UTC when sent."""
+
+    id: str
+    name: str = ""
+    status: str = ""
+    site_id: str | None = None
+    location_id: str | None = None
+    room_ids: tuple[str, ...] = ()
+    booking_id: str | None = None
+    account_id: str | None = None
+    contact_id: str | None = None
+    contact: Contact = Contact()
+    guest_count: int | None = None
+    guaranteed_guest_count: int | None = None
+    description: str = ""
+    start_local: datetime | None = None
+    end_local: datetime | None = None
+    start_utc: datetime | None = None
+    end_utc: datetime | None = None
+    updated_at: str | None = None
+    has_financials: bool = False
+    line_items: tuple[LineItem, ...] = ()
+    billing_totals: tuple[BillingTotal, ...] = ()
+    grand_total: Decimal | None = None
+
+    @classmethod
+    def from_payload(cls, data: object, *, path: str = "event") -> TripleSeatEvent:
+        """Parse the nested event object; raises PayloadError naming the field path."""
+        obj = _mapping(data, path)
+        event_id = _id(obj.get("id"), f"{path}.id")
+        if event_id is None:
+            raise PayloadError(f"{path}.id", obj.get("id"), "is missing; every event needs an id")
+        start_local, start_utc = _times(obj, "event_start", path)
+        end_local, end_utc = _times(obj, "event_end", path)
+        documents = obj.get("documents")
+        items: list[LineItem] = []
+        totals: list[BillingTotal] = []
+        grand_total = _decimal(obj.get("grand_total"), f"{path}.grand_total")
+        if documents is not None:
+            for d_index, doc in enumerate(_sequence(documents, f"{path}.documents")):
+                d_path = f"{path}.documents[{d_index}]"
+                doc_map = _mapping(doc, d_path)
+                raw_items = doc_map.get("line_items")
+                if raw_items is not None:
+                    for i_index, item in enumerate(_sequence(raw_items, f"{d_path}.line_items")):
+                        items.append(_line_item(item, d_index, f"{d_path}.line_items[{i_index}]"))
+                raw_totals = doc_map.get("billing_totals")
+                if raw_totals is not None:
+                    for t_index, total in enumerate(_sequence(raw_totals, f"{d_path}.billing_totals")):
+                        totals.append(_billing_total(total, f"{d_path}.billing_totals[{t_index}]"))
+                financials = doc_map.get("financials")
+                if financials is not None:
+                    fin = _mapping(financials, f"{d_path}.financials")
+                    doc_total = _decimal(fin.get("grand_total"), f"{d_path}.financials.grand_total")
+                    if doc_total is not None:
+                        grand_total = (grand_total or Decimal(0)) + doc_total if d_index else doc_total
+        return cls(
+            id=event_id,
+            name=_text(obj.get("name"), f"{path}.name"),
+            status=_text(obj.get("status"), f"{path}.status").strip().upper(),
+            site_id=_id(obj.get("site_id"), f"{path}.site_id"),
+            location_id=_id(obj.get("location_id"), f"{path}.location_id"),
+            room_ids=tuple(
+                rid
+                for i, r in enumerate(_sequence(obj.get("room_ids") or (), f"{path}.room_ids"))
+                if (rid := _id(r, f"{path}.room_ids[{i}]")) is not None
+            ),
+            booking_id=_id(obj.get("booking_id"), f"{path}.booking_id"),
+            account_id=_id(obj.get("account_id"), f"{path}.account_id"),
+            contact_id=_id(obj.get("contact_id"), f"{path}.contact_id"),
+            contact=_contact(obj.get("contact"), f"{path}.contact"),
+            guest_count=_count(obj.get("guest_count"), f"{path}.guest_count"),
+            guaranteed_guest_count=_count(
+                obj.get("guaranteed_guest_count"), f"{path}.guaranteed_guest_count"
+            ),
+            description=_text(obj.get("description"), f"{path}.description"),
+            start_local=start_local,
+            end_local=end_local,
+            start_utc=start_utc,
+            end_utc=end_utc,
+            updated_at=_text(obj.get("updated_at"), f"{path}.updated_at") or None,
+            has_financials=documents is not None,
+            line_items=tuple(items),
+            billing_totals=tuple(totals),
+            grand_total=grand_total,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class WebhookEnvelope:
+    """A TripleSeat webhook: its trigger type and the nested object it carries.
+
+    ``event`` is set when the nested object is an event (key ``event`` or ``object``); a
+    ``booking`` or ``lead`` object is recorded by its key and id only, since it makes no order.
+    """
+
+    trigger_type: str
+    object_key: str | None
+    event: TripleSeatEvent | None
+    object_id: str | None = None
+    message: str | None = None
+
+    @classmethod
+    def from_payload(cls, data: object) -> WebhookEnvelope:
+        """Parse a decoded webhook body; raises PayloadError naming the field path."""
+        obj = _mapping(data, "$")
+        trigger = obj.get("webhook_trigger_type")
+        if not isinstance(trigger, str) or not trigger.strip():
+            raise PayloadError("webhook_trigger_type", trigger, "is missing or not a non-empty string")
+        message = obj.get("message")
+        message = message if isinstance(message, str) else None
+        for key in EVENT_KEYS:
+            if obj.get(key) is not None:
+                event = TripleSeatEvent.from_payload(obj[key], path=key)
+                return cls(
+                    trigger_type=trigger.strip().upper(),
+                    object_key=key,
+                    event=event,
+                    object_id=event.id,
+                    message=message,
+                )
+        for key in OTHER_OBJECT_KEYS:
+            if obj.get(key) is not None:
+                other = _mapping(obj[key], key)
+                return cls(
+                    trigger_type=trigger.strip().upper(),
+                    object_key=key,
+                    event=None,
+                    object_id=_id(other.get("id"), f"{key}.id"),
+                    message=message,
+                )
+        return cls(trigger_type=trigger.strip().upper(), object_key=None, event=None, message=message)
+
+    @classmethod
+    def from_json_bytes(cls, body: bytes) -> WebhookEnvelope:
+        """Decode and parse a raw webhook body; malformed JSON is a PayloadError too."""
+        return cls.from_payload(decode_json(body))
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a JSON document, turning every decoding failure into a PayloadError."""
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except RecursionError:
+        raise PayloadError("$", body[:40], "is nested too deeply to be a TripleSeat payload") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PayloadError("$", body[:40], f"is not valid JSON ({exc})") from None
+
+
+# ---- field parsers: each takes the value and its path, and raises PayloadError on bad input ----
+
+
+def _mapping(value: object, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise PayloadError(path, value, "is not a JSON object")
+    return value
+
+
+def _sequence(value: object, path: str) -> Sequence[Any]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise PayloadError(path, value, "is not a JSON array")
+    return value
+
+
+def _text(value: object, path: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return str(value)
+    raise PayloadError(path, value, "is not text")
+
+
+def _id(value: object, path: str) -> str | None:
+    """Normalise an id sent as an integer or a string (8803 and "8803" are the same id)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise PayloadError(path, value, "is not an id")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (float, Decimal)):
+        if value == int(value):
+            return str(int(value))
+        raise PayloadError(path, value, "is not an id")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or len(text) > 64 or any(ch.isspace() for ch in text):
+            raise PayloadError(path, value, "is not an id")
+        if text.isdigit():
+            return str(int(text))
+        return text
+    raise PayloadError(path, value, "is not an id")
+
+
+def _decimal(value: object, path: str) -> Decimal | None:
+    """Parse money or a quantity sent as a number or a string, never through float."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise PayloadError(path, value, "is not a number")
+    if isinstance(value, (int, Decimal)):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        text = value.strip().replace(",", "")
+        if text.startswith("$"):
+            text = text[1:]
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            raise PayloadError(path, value, "is not a number") from None
+    else:
+        raise PayloadError(path, value, "is not a number")
+    if not number.is_finite():
+        raise PayloadError(path, value, "is not a finite number")
+    if abs(number) >= Decimal("1e12"):
+        raise PayloadError(path, value, "is too large to be an amount")
+    return number
+
+
+def _required_decimal(value: object, path: str) -> Decimal:
+    number = _decimal(value, path)
+    if number is None:
+        raise PayloadError(path, value, "is missing; a number is required")
+    return number
+
+
+def _count(value: object, path: str) -> int | None:
+    number = _decimal(value, path)
+    if number is None:
+        return None
+    if number != number.to_integral_value() or number < 0:
+        raise PayloadError(path, value, "is not a whole, non-negative count")
+    return int(number)
+
+
+def _contact(value: object, path: str) -> Contact:
+    if value is None:
+        return Contact()
+    obj = _mapping(value, path)
+    return Contact(
+        first_name=_text(obj.get("first_name"), f"{path}.first_name").strip(),
+        last_name=_text(obj.get("last_name"), f"{path}.last_name").strip(),
+        email=_first(obj.get("email_addresses"), "address", f"{path}.email_addresses"),
+        phone=_first(obj.get("phone_numbers"), "number", f"{path}.phone_numbers"),
+    )
+
+
+def _first(value: object, key: str, path: str) -> str | None:
+    if value is None:
+        return None
+    for index, entry in enumerate(_sequence(value, path)):
+        if isinstance(entry, str) and entry.strip():
+            return entry.strip()
+        text = _text(_mapping(entry, f"{path}[{index}]").get(key), f"{path}[{index}].{key}").strip()
+        if text:
+            return text
+    return None
+
+
+def _line_item(value: object, document_index: int, path: str) -> LineItem:
+    obj = _mapping(value, path)
+    category = obj.get("category")
+    category_name = None
+    if isinstance(category, Mapping):
+        category_name = _text(category.get("name"), f"{path}.category.name") or None
+    elif category is not None:
+        category_name = _text(category, f"{path}.category") or None
+    return LineItem(
+        id=_id(obj.get("id"), f"{path}.id"),
+        document_index=document_index,
+        quantity=_required_decimal(obj.get("quantity"), f"{path}.quantity"),
+        price=_required_decimal(obj.get("price"), f"{path}.price"),
+        total_price=_decimal(obj.get("total_price"), f"{path}.total_price"),
+        display_name=_text(obj.get("display_name"), f"{path}.display_name").strip(),
+        description=_text(obj.get("description"), f"{path}.description"),
+        category=category_name,
+        menu_item_id=_id(obj.get("menu_item_id"), f"{path}.menu_item_id"),
+        section=_text(obj.get("section"), f"{path}.section") or None,
+    )
+
+
+def _billing_total(value: object, path: str) -> BillingTotal:
+    obj = _mapping(value, path)
+    name = _text(obj.get("name"), f"{path}.name") or _text(obj.get("display_name"), f"{path}.display_name")
+    amount = _decimal(obj.get("amount"), f"{path}.amount")
+    if amount is None:
+        amount = _decimal(obj.get("total"), f"{path}.total") or Decimal(0)
+    return BillingTotal(name=name.strip(), amount=amount)
+
+
+def _times(obj: Mapping[str, Any], field: str, path: str) -> tuple[datetime | None, datetime | None]:
+    """The site-local wall-clock time and the UTC instant of ``event_start``/``event_end``."""
+    local = _local_time(obj.get(field), f"{path}.{field}")
+    utc = _utc_time(obj.get(f"{field}_utc"), f"{path}.{field}_utc")
+    iso = _iso_time(obj.get(f"{field}_iso8601"), f"{path}.{field}_iso8601")
+    if iso is not None:
+        if local is None:
+            local = iso.replace(tzinfo=None)
+        if utc is None:
+            utc = iso.astimezone(timezone.utc)
+    return local, utc
+
+
+def _local_time(value: object, path: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(path, value, "is not a time like '12/28/2025 6:00 PM'")
+    text = " ".join(value.split()).upper()
+    for fmt in (LOCAL_FORMAT, "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M"):
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    raise PayloadError(path, value, "is not a time like '12/28/2025 6:00 PM'")
+
+
+def _utc_time(value: object, path: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    parsed = _iso_time(value, path)
+    if parsed is None:
+        return None
+    return parsed.astimezone(timezone.utc)
+
+
+def _iso_time(value: object, path: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(path, value, "is not an ISO 8601 time")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise PayloadError(path, value, "is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise PayloadError(path, value, "has no UTC offset")
+    return parsed

@@ -1,0 +1,298 @@
+"""Mapping configuration (locations, products, policies) and map_event(): TripleSeat event -> Revel order."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
+
+from tsrevel.domain.errors import ConfigError
+from tsrevel.domain.events import LineItem, TripleSeatEvent
+from tsrevel.domain.ids import order_reference
+from tsrevel.domain.orders import OrderLine, RevelOrder, UnmappedItem
+
+UNMAPPED_FAIL = "fail"
+UNMAPPED_SKIP = "skip"
+MENU_ITEM_PREFIX = "menu_item:"
+CALL_NAME_LIMIT = 60
+NOTES_LIMIT = 1000
+
+
+def _frozen_map(value: Mapping[str, int]) -> Mapping[str, int]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen(kw_only=True)
+class ProductMap:
+    """Product ids by TripleSeat menu item id, and by display name (case and surrounding space ignored)."""
+
+    by_menu_item: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_map)
+    by_name: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_map)
+
+    def lookup(self, item: LineItem) -> int | None:
+        if item.menu_item_id is not None and item.menu_item_id in self.by_menu_item:
+            return self.by_menu_item[item.menu_item_id]
+        name = normalise_name(item.display_name)
+        return self.by_name.get(name) if name else None
+
+
+@attrs.frozen(kw_only=True)
+class Venue:
+    """Where an event's order goes in Revel: a mapped TripleSeat location or site."""
+
+    key: str  # "location 201" or "site 15691", for messages
+    name: str
+    revel_establishment: int
+    dining_option: int
+    timezone: str
+    products: ProductMap = ProductMap()
+
+
+@attrs.frozen(kw_only=True)
+class MappingConfig:
+    """The whole mapping file, validated: defaults, locations, sites and product maps."""
+
+    timezone: str = "America/Los_Angeles"
+    dining_option: int = 3
+    locations: Mapping[str, Venue] = attrs.field(factory=dict, converter=MappingProxyType)
+    sites: Mapping[str, Venue] = attrs.field(factory=dict, converter=MappingProxyType)
+    products: ProductMap = ProductMap()
+
+    def venue_for(self, event: TripleSeatEvent) -> Venue | None:
+        """The event's location mapping, else its site's, else None."""
+        if event.location_id is not None and event.location_id in self.locations:
+            return self.locations[event.location_id]
+        if event.site_id is not None and event.site_id in self.sites:
+            return self.sites[event.site_id]
+        return None
+
+    @property
+    def location_ids(self) -> frozenset[str]:
+        return frozenset(self.locations)
+
+
+@attrs.frozen(kw_only=True)
+class MappingFailure:
+    """Why an event cannot become an order: the missing location and every unmapped item."""
+
+    event_id: str
+    missing_location: str | None = None
+    unmapped: tuple[UnmappedItem, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = list(self.problems)
+        if self.missing_location:
+            parts.append(self.missing_location)
+        if self.unmapped:
+            parts.append(
+                f"{len(self.unmapped)} unmapped item(s): " + "; ".join(i.describe() for i in self.unmapped)
+            )
+        return f"event {self.event_id}: " + " | ".join(parts)
+
+
+MappingResult = RevelOrder | MappingFailure
+
+
+def normalise_name(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def map_event(event: TripleSeatEvent, mapping: MappingConfig, *, unmapped: str = UNMAPPED_FAIL) -> MappingResult:
+    """Turn an event into a Revel order, or a failure that lists every problem at once."""
+    venue = mapping.venue_for(event)
+    missing_location = None
+    if venue is None:
+        missing_location = (
+            f"location {event.location_id or '(none)'} (site {event.site_id or '(none)'}) "
+            "is not in the mapping file's [locations] or [sites]"
+        )
+    lines: list[OrderLine] = []
+    missing: list[UnmappedItem] = []
+    for item in event.line_items:
+        product = (venue.products.lookup(item) if venue else None) or mapping.products.lookup(item)
+        if product is None:
+            missing.append(
+                UnmappedItem(
+                    line_item_id=item.id,
+                    menu_item_id=item.menu_item_id,
+                    display_name=item.display_name,
+                    document_index=item.document_index,
+                )
+            )
+            continue
+        lines.append(
+            OrderLine(
+                product_id=product,
+                quantity=item.quantity,
+                price=item.price,
+                name=item.display_name,
+                special_request=item.description.strip()[:200],
+                source_line_id=item.id,
+            )
+        )
+    problems: list[str] = []
+    if not event.line_items:
+        problems.append("the event has no line items (is include_event_financials on?)")
+    elif not lines and missing:
+        problems.append("no line item could be mapped to a Revel product")
+    if venue is None or problems or (missing and unmapped != UNMAPPED_SKIP):
+        return MappingFailure(
+            event_id=event.id, missing_location=missing_location, unmapped=tuple(missing), problems=tuple(problems)
+        )
+    return RevelOrder(
+        event_id=event.id,
+        location_id=event.location_id,
+        location_name=venue.name,
+        establishment_id=venue.revel_establishment,
+        local_id=order_reference(event.id),
+        dining_option=venue.dining_option,
+        call_name=_call_name(event),
+        notes=_notes(event),
+        pickup_time=pickup_time(event, site_zone=mapping.timezone, store_zone=venue.timezone),
+        items=tuple(lines),
+        unmapped=tuple(missing),
+    )
+
+
+def pickup_time(event: TripleSeatEvent, *, site_zone: str, store_zone: str) -> datetime | None:
+    """The event's start on the store's wall clock (no offset), from UTC when sent, else site-local."""
+    if event.start_utc is not None:
+        return event.start_utc.astimezone(ZoneInfo(store_zone)).replace(tzinfo=None)
+    if event.start_local is None:
+        return None
+    if site_zone == store_zone:
+        return event.start_local
+    aware = event.start_local.replace(tzinfo=ZoneInfo(site_zone))
+    return aware.astimezone(timezone.utc).astimezone(ZoneInfo(store_zone)).replace(tzinfo=None)
+
+
+def _call_name(event: TripleSeatEvent) -> str:
+    name = event.contact.full_name or event.name or f"TripleSeat {event.id}"
+    return name[:CALL_NAME_LIMIT]
+
+
+def _notes(event: TripleSeatEvent) -> str:
+    parts = [f"TripleSeat event {event.id}: {event.name}".rstrip(": ")]
+    guests = event.guaranteed_guest_count if event.guaranteed_guest_count is not None else event.guest_count
+    if guests is not None:
+        parts.append(f"guests: {guests}")
+    if event.contact.full_name:
+        contact = event.contact.full_name
+        extra = ", ".join(x for x in (event.contact.phone, event.contact.email) if x)
+        parts.append(f"contact: {contact}" + (f" ({extra})" if extra else ""))
+    if event.description.strip():
+        parts.append(event.description.strip())
+    return "; ".join(parts)[:NOTES_LIMIT]
+
+
+# ---- the mapping file, already decoded from TOML into dicts; the adapter adds the file name ----
+
+_TOP_KEYS = {"defaults", "locations", "sites", "products"}
+_DEFAULT_KEYS = {"timezone", "dining_option"}
+_VENUE_KEYS = {"name", "revel_establishment", "dining_option", "timezone", "products"}
+
+
+def mapping_from_dict(data: Mapping[str, Any]) -> MappingConfig:
+    """Validate a decoded mapping file; raises ConfigError naming the key and what is wrong."""
+    _no_unknown(data, _TOP_KEYS, "")
+    defaults = _table(data.get("defaults", {}), "defaults")
+    _no_unknown(defaults, _DEFAULT_KEYS, "defaults")
+    zone = _zone(defaults.get("timezone", "America/Los_Angeles"), "defaults.timezone")
+    dining = _int(defaults.get("dining_option", 3), "defaults.dining_option")
+    products = _products(data.get("products", {}), "products")
+    locations = {
+        _key_id(k, "locations"): _venue(v, f"locations.{k}", "location", zone, dining)
+        for k, v in _table(data.get("locations", {}), "locations").items()
+    }
+    sites = {
+        _key_id(k, "sites"): _venue(v, f"sites.{k}", "site", zone, dining)
+        for k, v in _table(data.get("sites", {}), "sites").items()
+    }
+    return MappingConfig(timezone=zone, dining_option=dining, locations=locations, sites=sites, products=products)
+
+
+def _venue(value: object, path: str, kind: str, zone: str, dining: int) -> Venue:
+    table = _table(value, path)
+    _no_unknown(table, _VENUE_KEYS, path)
+    if "revel_establishment" not in table:
+        raise ConfigError(f"{path}.revel_establishment: missing (the Revel establishment id)")
+    key = path.split(".", 1)[1]
+    return Venue(
+        key=f"{kind} {key}",
+        name=_str(table.get("name", f"{kind} {key}"), f"{path}.name"),
+        revel_establishment=_int(table["revel_establishment"], f"{path}.revel_establishment"),
+        dining_option=_int(table.get("dining_option", dining), f"{path}.dining_option"),
+        timezone=_zone(table.get("timezone", zone), f"{path}.timezone"),
+        products=_products(table.get("products", {}), f"{path}.products"),
+    )
+
+
+def _products(value: object, path: str) -> ProductMap:
+    table = _table(value, path)
+    by_menu: dict[str, int] = {}
+    by_name: dict[str, int] = {}
+    for raw_key, raw_id in table.items():
+        product = _int(raw_id, f"{path}.{raw_key!r}")
+        if raw_key.startswith(MENU_ITEM_PREFIX):
+            menu_id = raw_key[len(MENU_ITEM_PREFIX) :].strip()
+            if not menu_id:
+                raise ConfigError(f"{path}.{raw_key!r}: 'menu_item:' needs a menu item id after it")
+            by_menu[str(int(menu_id)) if menu_id.isdigit() else menu_id] = product
+        else:
+            name = normalise_name(raw_key)
+            if not name:
+                raise ConfigError(f"{path}.{raw_key!r}: an empty product name")
+            if name in by_name and by_name[name] != product:
+                raise ConfigError(f"{path}.{raw_key!r}: the name is mapped twice, to different products")
+            by_name[name] = product
+    return ProductMap(by_menu_item=by_menu, by_name=by_name)
+
+
+def _table(value: object, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{path}: expected a table, got {type(value).__name__}")
+    return value
+
+
+def _no_unknown(table: Mapping[str, Any], allowed: set[str], path: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(
+            f"{where}{unknown[0]}: unknown key (allowed here: {', '.join(sorted(allowed))})"
+        )
+
+
+def _int(value: object, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{path}: {value!r} is not an integer id")
+    if value < 0:
+        raise ConfigError(f"{path}: {value!r} is negative")
+    return value
+
+
+def _str(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: {value!r} is not text")
+    return value
+
+
+def _key_id(key: str, path: str) -> str:
+    text = key.strip()
+    if not text.isdigit():
+        raise ConfigError(f"{path}.{key}: the key must be a TripleSeat id (digits)")
+    return str(int(text))
+
+
+def _zone(value: object, path: str) -> str:
+    name = _str(value, path)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{path}: {name!r} is not an IANA time zone name") from None
+    return name

@@ -1,0 +1,199 @@
+"""The Protocols adapters satisfy (Revel, mail, TripleSeat API, store, clock), and the records they pass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+import attrs
+
+from tsrevel.domain.deliveries import Delivery, LedgerEntry, NewDelivery
+from tsrevel.domain.events import TripleSeatEvent
+from tsrevel.domain.orders import OrderRef, RevelOrder
+
+EMAIL_PENDING = "pending"
+EMAIL_RETRYING = "retrying"
+EMAIL_SENDING = "sending"
+EMAIL_SENT = "sent"
+EMAIL_UNSENT = "unsent"  # no SendGrid key configured: recorded only
+EMAIL_FAILED = "failed"  # out of attempts or refused for good
+
+RESERVED = "reserved"
+BUSY = "busy"
+EXISTING = "existing"
+
+
+@attrs.frozen(kw_only=True)
+class EmailMessage:
+    """A notification to the operations team, written by the use cases."""
+
+    kind: str  # order_created, dry_run, failure, needs_attention, void_request
+    subject: str
+    text: str
+    delivery_id: int | None
+    correlation_id: str
+    to: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class OutboxEmail:
+    """An email waiting in (or sent from) the store's outbox."""
+
+    id: int
+    message: EmailMessage
+    state: str
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    sent_at: datetime | None = None
+    lease_token: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class FlagOverrides:
+    """Runtime overrides of the boot-time flags; None means 'use the environment'."""
+
+    enable_connector: bool | None = None
+    dry_run: bool | None = None
+    actor: str | None = None
+    reason: str | None = None
+    updated_at: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Reservation:
+    """The answer to 'may this delivery make the event's order?'."""
+
+    outcome: str  # RESERVED, BUSY (another delivery is on it) or EXISTING (the order exists)
+    entry: LedgerEntry | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AuditEntry:
+    """One operator action: who, what, when and why."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    detail: str
+    reason: str
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class OrderGateway(Protocol):
+    """Revel, seen as a place to find and create orders."""
+
+    async def find_order(self, establishment_id: int, reference: str, *, correlation_id: str) -> OrderRef | None:
+        """The order whose local_id is reference, or None; raises GatewayError."""
+        ...
+
+    async def create_order(self, order: RevelOrder, *, correlation_id: str) -> OrderRef:
+        """Create the order atomically; raises GatewayError."""
+        ...
+
+
+class Mailer(Protocol):
+    """Somewhere to send notifications."""
+
+    async def send(self, message: EmailMessage, *, outbox_id: int) -> None:
+        """Send or raise GatewayError; outbox_id lets the far side correlate."""
+        ...
+
+
+class EventSource(Protocol):
+    """The TripleSeat API, for the full event with its financials."""
+
+    async def fetch_event(self, event_id: str, *, correlation_id: str) -> TripleSeatEvent:
+        """Fetch an event with line items; raises GatewayError or PayloadError."""
+        ...
+
+
+class Store(Protocol):
+    """Durable state: deliveries and their timelines, the order ledger, flags, the email outbox, audit.
+
+    Every write a worker makes about a claimed delivery is fenced by the delivery's lease token:
+    it happens only if the token is still current, so a worker that stalled past its lease
+    cannot commit over the one that took over.
+    """
+
+    async def migrate(self) -> None: ...
+    async def close(self) -> None: ...
+    async def check_writable(self) -> None: ...
+
+    async def add_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]: ...
+    async def get_delivery(self, delivery_id: int) -> Delivery: ...
+    async def list_deliveries(self, *, state: str | None = None, limit: int = 50) -> list[Delivery]: ...
+    async def count_by_state(self) -> dict[str, int]: ...
+    async def oldest_pending(self) -> datetime | None: ...
+
+    async def claim_delivery(self, *, now: datetime, lease_until: datetime) -> Delivery | None: ...
+    async def add_note(self, delivery_id: int, *, token: int, now: datetime, note: str) -> bool: ...
+    async def finish(
+        self,
+        delivery_id: int,
+        *,
+        token: int,
+        state: str,
+        now: datetime,
+        note: str,
+        error: str | None = None,
+        attempts: int | None = None,
+        next_attempt_at: datetime | None = None,
+        result: str | None = None,
+        order_reference: str | None = None,
+        emails: Sequence[EmailMessage] = (),
+        release_event_id: str | None = None,
+    ) -> bool: ...
+
+    async def reserve_order(
+        self, *, event_id: str, reference: str, establishment_id: int, delivery_id: int, token: int, now: datetime
+    ) -> Reservation: ...
+    async def complete_order(
+        self,
+        *,
+        event_id: str,
+        delivery_id: int,
+        token: int,
+        ref: OrderRef,
+        snapshot: str,
+        now: datetime,
+        note: str,
+        emails: Sequence[EmailMessage] = (),
+    ) -> bool: ...
+    async def get_order(self, event_id: str) -> LedgerEntry | None: ...
+    async def list_orders(self, *, limit: int = 100) -> list[LedgerEntry]: ...
+    async def forget_order(self, event_id: str) -> bool: ...
+
+    async def replay_delivery(self, delivery_id: int, *, now: datetime, note: str) -> bool: ...
+    async def replay_state(self, state: str, *, now: datetime, note: str) -> int: ...
+
+    async def get_flags(self) -> FlagOverrides: ...
+    async def set_flags(
+        self, *, enable_connector: bool | None, dry_run: bool | None, actor: str, reason: str, now: datetime
+    ) -> FlagOverrides: ...
+    async def clear_flags(self, *, actor: str, reason: str, now: datetime) -> None: ...
+
+    async def claim_email(self, *, now: datetime, lease_until: datetime) -> OutboxEmail | None: ...
+    async def finish_email(
+        self,
+        email_id: int,
+        *,
+        token: int,
+        state: str,
+        now: datetime,
+        error: str | None = None,
+        attempts: int | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> bool: ...
+    async def list_emails(self, *, delivery_id: int | None = None, limit: int = 100) -> list[OutboxEmail]: ...
+
+    async def add_audit(self, *, actor: str, action: str, detail: str, reason: str, now: datetime) -> None: ...
+    async def list_audit(self, *, limit: int = 100) -> list[AuditEntry]: ...
