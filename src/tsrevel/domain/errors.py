@@ -85,5 +85,8 @@ class GatewayError(TsrevelError):
 
 
 def _show(value: object) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # a deeply nested JSON value, decoded higher up the stack than we are now
+        return f"<deeply nested {type(value).__name__}>"
     return text if len(text) <= 80 else text[:77] + "..."

@@ -17,6 +17,10 @@ EVENT_KEYS = ("event", "object")
 OTHER_OBJECT_KEYS = ("booking", "lead")
 
 LOCAL_FORMAT = "%m/%d/%Y %I:%M %p"
+# Years far enough from datetime's limits that shifting by any UTC offset cannot overflow.
+_YEARS = range(2, 9999)
+# Numeric ids are bounded like string ids (64 characters): int() of 1e999999 would exhaust memory.
+_MAX_NUMERIC_ID = Decimal("1e64")
 
 
 @attrs.frozen(kw_only=True)
@@ -102,6 +106,7 @@ class TripleSeatEvent:
         items: list[LineItem] = []
         totals: list[BillingTotal] = []
         grand_total = _decimal(obj.get("grand_total"), f"{path}.grand_total")
+        documents_total: Decimal | None = None
         if documents is not None:
             for d_index, doc in enumerate(_sequence(documents, f"{path}.documents")):
                 d_path = f"{path}.documents[{d_index}]"
@@ -119,7 +124,7 @@ class TripleSeatEvent:
                     fin = _mapping(financials, f"{d_path}.financials")
                     doc_total = _decimal(fin.get("grand_total"), f"{d_path}.financials.grand_total")
                     if doc_total is not None:
-                        grand_total = (grand_total or Decimal(0)) + doc_total if d_index else doc_total
+                        documents_total = doc_total if documents_total is None else documents_total + doc_total
         return cls(
             id=event_id,
             name=_text(obj.get("name"), f"{path}.name"),
@@ -148,7 +153,8 @@ class TripleSeatEvent:
             has_financials=documents is not None,
             line_items=tuple(items),
             billing_totals=tuple(totals),
-            grand_total=grand_total,
+            # The documents' own totals, summed, win over the event-level figure.
+            grand_total=documents_total if documents_total is not None else grand_total,
         )
 
 
@@ -209,7 +215,7 @@ def decode_json(body: bytes) -> Any:
         return json.loads(body, parse_float=Decimal)
     except RecursionError:
         raise PayloadError("$", body[:40], "is nested too deeply to be a TripleSeat payload") from None
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, ArithmeticError) as exc:  # 1e999999999999999999999 -> InvalidOperation
         raise PayloadError("$", body[:40], f"is not valid JSON ({exc})") from None
 
 
@@ -247,14 +253,16 @@ def _id(value: object, path: str) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, (float, Decimal)):
-        if value == int(value):
-            return str(int(value))
+        number = Decimal(repr(value)) if isinstance(value, float) else value
+        # NaN and infinities (JSON's NaN/Infinity) and huge exponents would break or stall int().
+        if number.is_finite() and abs(number) < _MAX_NUMERIC_ID and number == number.to_integral_value():
+            return str(int(number))
         raise PayloadError(path, value, "is not an id")
     if isinstance(value, str):
         text = value.strip()
         if not text or len(text) > 64 or any(ch.isspace() for ch in text):
             raise PayloadError(path, value, "is not an id")
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # "²".isdigit() is True, but int("²") fails
             return str(int(text))
         return text
     raise PayloadError(path, value, "is not an id")
@@ -379,9 +387,10 @@ def _local_time(value: object, path: str) -> datetime | None:
     text = " ".join(value.split()).upper()
     for fmt in (LOCAL_FORMAT, "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M"):
         try:
-            return datetime.strptime(text, fmt)
+            parsed = datetime.strptime(text, fmt)
         except ValueError:
             continue
+        return _in_range(parsed, value, path)
     raise PayloadError(path, value, "is not a time like '12/28/2025 6:00 PM'")
 
 
@@ -408,4 +417,10 @@ def _iso_time(value: object, path: str) -> datetime | None:
         raise PayloadError(path, value, "is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
         raise PayloadError(path, value, "has no UTC offset")
+    return _in_range(parsed, value, path)
+
+
+def _in_range(parsed: datetime, value: object, path: str) -> datetime:
+    if parsed.year not in _YEARS:
+        raise PayloadError(path, value, "is out of range")
     return parsed

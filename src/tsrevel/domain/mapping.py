@@ -242,7 +242,7 @@ def _products(value: object, path: str) -> ProductMap:
             menu_id = raw_key[len(MENU_ITEM_PREFIX) :].strip()
             if not menu_id:
                 raise ConfigError(f"{path}.{raw_key!r}: 'menu_item:' needs a menu item id after it")
-            by_menu[str(int(menu_id)) if menu_id.isdigit() else menu_id] = product
+            by_menu[str(int(menu_id)) if menu_id.isascii() and menu_id.isdigit() else menu_id] = product
         else:
             name = normalise_name(raw_key)
             if not name:
@@ -284,7 +284,7 @@ def _str(value: object, path: str) -> str:
 
 def _key_id(key: str, path: str) -> str:
     text = key.strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True, but int("²") fails
         raise ConfigError(f"{path}.{key}: the key must be a TripleSeat id (digits)")
     return str(int(text))
 

@@ -1,0 +1,5 @@
+"""`python -m tsrevel`: the command line."""
+
+from tsrevel.entrypoints.cli import main
+
+main()

@@ -1,0 +1,141 @@
+"""The emails tsrevel sends the operations team, written as plain text from domain values; no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tsrevel.domain.deliveries import Delivery
+from tsrevel.domain.events import TripleSeatEvent
+from tsrevel.domain.mapping import MappingFailure
+from tsrevel.domain.orders import OrderRef, RevelOrder
+from tsrevel.domain.ports import EmailMessage
+
+
+def replay_instructions(delivery_id: int) -> str:
+    """The exact commands that re-queue a delivery once its cause is fixed."""
+    return (
+        f"  tsrevel replay {delivery_id}\n"
+        f"  or: curl -X POST -H 'Authorization: Bearer $TSREVEL_ADMIN_TOKEN' "
+        f"<service>/admin/deliveries/{delivery_id}/replay"
+    )
+
+
+def order_created(delivery: Delivery, order: RevelOrder, ref: OrderRef, *, found: bool, to: Sequence[str]) -> EmailMessage:
+    verb = "found (already in Revel)" if found else "created"
+    return EmailMessage(
+        kind="order_created",
+        subject=f"[tsrevel] Revel order {verb} for TripleSeat event {order.event_id}",
+        text=(
+            f"Revel order {ref.order_id} {verb} for TripleSeat event {order.event_id}.\n\n"
+            + _order_text(order)
+            + f"\nRevel: {ref.resource_uri or '(no resource uri)'}\n"
+            + _footer(delivery)
+        ),
+        delivery_id=delivery.id,
+        correlation_id=delivery.correlation_id,
+        to=tuple(to),
+    )
+
+
+def dry_run(delivery: Delivery, order: RevelOrder, *, to: Sequence[str]) -> EmailMessage:
+    return EmailMessage(
+        kind="dry_run",
+        subject=f"[tsrevel] DRY RUN: would create a Revel order for TripleSeat event {order.event_id}",
+        text=(
+            "DRY_RUN is on: nothing was written to Revel. This is the order that would have been created.\n\n"
+            + _order_text(order)
+            + "\nTo create it for real: set DRY_RUN=false (or PUT /admin/flags {\"dry_run\": false}), then replay:\n"
+            + replay_instructions(delivery.id)
+            + "\n"
+            + _footer(delivery)
+        ),
+        delivery_id=delivery.id,
+        correlation_id=delivery.correlation_id,
+        to=tuple(to),
+    )
+
+
+def failure(delivery: Delivery, reason: str, *, to: Sequence[str], event_id: str | None = None) -> EmailMessage:
+    what = f"TripleSeat event {event_id}" if event_id else f"delivery {delivery.id}"
+    return EmailMessage(
+        kind="failure",
+        subject=f"[tsrevel] FAILED: no Revel order for {what}",
+        text=(
+            f"tsrevel could not create the Revel order for {what}.\n\n"
+            f"Reason: {reason}\n\n"
+            f"The delivery is kept as 'dead' and nothing was lost. Fix the cause, then replay it:\n"
+            + replay_instructions(delivery.id)
+            + "\n\n"
+            + _footer(delivery)
+        ),
+        delivery_id=delivery.id,
+        correlation_id=delivery.correlation_id,
+        to=tuple(to),
+    )
+
+
+def mapping_failure(delivery: Delivery, failure_: MappingFailure, *, to: Sequence[str]) -> EmailMessage:
+    lines = []
+    if failure_.missing_location:
+        lines.append(f"- {failure_.missing_location}")
+    lines.extend(f"- {p}" for p in failure_.problems)
+    lines.extend(f"- unmapped item: {item.describe()}" for item in failure_.unmapped)
+    reason = "the event does not map to a Revel order:\n" + "\n".join(lines)
+    reason += "\n\nAdd the missing entries to the mapping file (TSREVEL_MAPPING_FILE), restart, then replay."
+    return failure(delivery, reason, to=to, event_id=failure_.event_id)
+
+
+def needs_attention(
+    delivery: Delivery, event: TripleSeatEvent, ref_text: str, changes: Sequence[str], *, to: Sequence[str]
+) -> EmailMessage:
+    return EmailMessage(
+        kind="needs_attention",
+        subject=f"[tsrevel] CHANGED after ordering: TripleSeat event {event.id} ({event.name})",
+        text=(
+            f"TripleSeat event {event.id} changed after its Revel order {ref_text} was placed.\n"
+            "tsrevel never creates a second order: please update the order in Revel by hand.\n\n"
+            "What changed:\n" + "\n".join(f"- {c}" for c in changes) + "\n\n" + _footer(delivery)
+        ),
+        delivery_id=delivery.id,
+        correlation_id=delivery.correlation_id,
+        to=tuple(to),
+    )
+
+
+def void_request(delivery: Delivery, event: TripleSeatEvent, ref_text: str, why: str, *, to: Sequence[str]) -> EmailMessage:
+    return EmailMessage(
+        kind="void_request",
+        subject=f"[tsrevel] VOID in Revel: TripleSeat event {event.id} was {why}",
+        text=(
+            f"TripleSeat event {event.id} ({event.name}) was {why}, but its Revel order {ref_text} exists.\n"
+            "Please void the order in Revel. tsrevel does not void orders itself.\n\n" + _footer(delivery)
+        ),
+        delivery_id=delivery.id,
+        correlation_id=delivery.correlation_id,
+        to=tuple(to),
+    )
+
+
+def _order_text(order: RevelOrder) -> str:
+    lines = [
+        f"Event:        {order.event_id}",
+        f"Location:     {order.location_name} (TripleSeat {order.location_id or '-'}, Revel establishment {order.establishment_id})",
+        f"Reference:    {order.local_id}",
+        f"Pickup time:  {order.pickup_time.isoformat(sep=' ') if order.pickup_time else '(not set)'}",
+        f"Call name:    {order.call_name}",
+        f"Notes:        {order.notes}",
+        "Items:",
+    ]
+    lines.extend(
+        f"  {line.quantity} x {line.name or 'product ' + str(line.product_id)} @ {line.price} = {line.total}"
+        f"  (Revel product {line.product_id})"
+        for line in order.items
+    )
+    lines.append(f"Total:        {order.total}")
+    if order.unmapped:
+        lines.append("Left out (UNMAPPED_ITEMS=skip): " + "; ".join(i.describe() for i in order.unmapped))
+    return "\n".join(lines) + "\n"
+
+
+def _footer(delivery: Delivery) -> str:
+    return f"-- tsrevel delivery {delivery.id}, correlation id {delivery.correlation_id}\n"

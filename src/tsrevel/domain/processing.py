@@ -1,0 +1,523 @@
+"""The use cases (accept a webhook, process a delivery, send an email, replay), written against ports only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+import attrs
+
+from tsrevel.domain import deliveries as st
+from tsrevel.domain import notifications
+from tsrevel.domain.changes import order_changes
+from tsrevel.domain.correlation import current_correlation_id, current_delivery_id
+from tsrevel.domain.deliveries import Delivery, LedgerEntry, NewDelivery
+from tsrevel.domain.errors import GatewayError, PayloadError, SignatureError
+from tsrevel.domain.events import TripleSeatEvent, WebhookEnvelope
+from tsrevel.domain.ids import delivery_key
+from tsrevel.domain.mapping import MappingConfig, MappingFailure, map_event
+from tsrevel.domain.orders import RevelOrder
+from tsrevel.domain.ports import (
+    BUSY,
+    EMAIL_FAILED,
+    EMAIL_RETRYING,
+    EMAIL_SENT,
+    EMAIL_UNSENT,
+    EXISTING,
+    Clock,
+    EmailMessage,
+    EventSource,
+    FlagOverrides,
+    Mailer,
+    OrderGateway,
+    Store,
+)
+from tsrevel.domain.retry import RetryPolicy
+from tsrevel.domain.safety import Hold, Ignore, OrderPolicy, Process, SafetyFlags, Skip, Withdraw, decide
+from tsrevel.domain.signature import verify_signature
+
+log = logging.getLogger("tsrevel.processing")
+
+# The named points where the test-only crash seam may kill the process (docs/reliability.md).
+CRASH_POINTS = (
+    "after_store",
+    "after_claim",
+    "before_revel_call",
+    "after_revel_2xx",
+    "before_email",
+    "after_email",
+)
+
+# A delivery that finds another one placing its event's order waits this long before looking again.
+BUSY_RECHECK_S = 2.0
+
+
+def no_crash(point: str) -> None:
+    """The production crash hook: does nothing."""
+
+
+def resolve_flags(boot: SafetyFlags, overrides: FlagOverrides) -> SafetyFlags:
+    """The flags in force: a stored runtime override wins over the boot-time environment value."""
+    return attrs.evolve(
+        boot,
+        enable_connector=boot.enable_connector if overrides.enable_connector is None else overrides.enable_connector,
+        dry_run=boot.dry_run if overrides.dry_run is None else overrides.dry_run,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class IntakeResult:
+    """What the webhook endpoint answers: accepted, duplicate or rejected, with the delivery id."""
+
+    status: str
+    delivery_id: int
+    correlation_id: str
+    reason: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Trace:
+    """Everything one delivery went through: the /test/webhook answer."""
+
+    intake: IntakeResult
+    delivery: Delivery
+    order: LedgerEntry | None
+    emails: tuple[EmailMessage, ...]
+
+
+@attrs.frozen(kw_only=True)
+class ProcessingSettings:
+    """The use cases' knobs, taken from Settings by the composition root."""
+
+    order_policy: OrderPolicy = OrderPolicy()
+    unmapped_items: str = "fail"
+    retry: RetryPolicy = RetryPolicy()
+    email_retry: RetryPolicy = RetryPolicy(max_attempts=10, base_s=5.0, cap_s=900.0)
+    lease_s: float = 60.0
+    email_to: tuple[str, ...] = ()
+    signing_secret: str | None = attrs.field(default=None, repr=False)
+
+
+@attrs.define(kw_only=True)
+class Processor:
+    """The connector's use cases over its ports; one instance is shared by HTTP handlers and workers."""
+
+    store: Store
+    revel: OrderGateway
+    mapping: MappingConfig
+    boot_flags: SafetyFlags
+    settings: ProcessingSettings
+    clock: Clock
+    mailer: Mailer | None = None
+    events: EventSource | None = None
+    crash: Callable[[str], None] = no_crash
+    unit_random: Callable[[], float] = random.random
+    on_accepted: Callable[[], None] | None = None
+
+    # ---- intake -----------------------------------------------------------------------------
+
+    def verify(self, body: bytes, signature: str | None) -> None:
+        """Raise SignatureError unless the body is signed with the configured secret (when one is set)."""
+        secret = self.settings.signing_secret
+        if secret is None:
+            return
+        if not verify_signature(body, signature, secret=secret):
+            raise SignatureError("missing or invalid X-Signature")
+
+    async def accept(
+        self, body: bytes, *, signature: str | None, correlation_id: str, header_names: tuple[str, ...] = ()
+    ) -> IntakeResult:
+        """Verify, then store the delivery durably (deduplicated by body hash); no outside call."""
+        self.verify(body, signature)
+        return await self._store(body, correlation_id=correlation_id, header_names=header_names, wake=True)
+
+    async def run_now(self, body: bytes, *, correlation_id: str, wait_s: float = 15.0) -> Trace:
+        """Store a payload and process it at once (every flag honoured): the /test/webhook use case.
+
+        An invalid payload raises PayloadError and is not stored. A payload already delivered
+        answers with the existing delivery's trace: nothing is done twice.
+        """
+        WebhookEnvelope.from_json_bytes(body)
+        intake = await self._store(body, correlation_id=correlation_id, header_names=(), wake=False)
+        if intake.status == "accepted":
+            now = self.clock.now()
+            claimed = await self.store.claim_delivery(
+                now=now, lease_until=now + timedelta(seconds=self.settings.lease_s), delivery_id=intake.delivery_id
+            )
+            if claimed is not None:
+                await self.process_claimed(claimed)
+        delivery = await self.store.get_delivery(intake.delivery_id)
+        deadline = self.clock.now() + timedelta(seconds=wait_s)
+        while delivery.state in st.PENDING_STATES and delivery.state != st.RETRYING and self.clock.now() < deadline:
+            # A worker loop claimed it first: wait (bounded) for it to settle.
+            await asyncio.sleep(0.05)
+            delivery = await self.store.get_delivery(intake.delivery_id)
+        order = await self.store.get_order(delivery.event_id) if delivery.event_id else None
+        emails = await self.store.list_emails(delivery_id=delivery.id)
+        return Trace(intake=intake, delivery=delivery, order=order, emails=tuple(e.message for e in emails))
+
+    async def _store(
+        self, body: bytes, *, correlation_id: str, header_names: tuple[str, ...], wake: bool
+    ) -> IntakeResult:
+        now = self.clock.now()
+        state, error, trigger, event_id = st.QUEUED, None, None, None
+        try:
+            envelope = WebhookEnvelope.from_json_bytes(body)
+            trigger = envelope.trigger_type
+            event_id = envelope.event.id if envelope.event else None
+        except PayloadError as exc:
+            state, error = st.REJECTED, str(exc)
+        delivery, created = await self.store.add_delivery(
+            NewDelivery(
+                key=delivery_key(body),
+                body=body,
+                correlation_id=correlation_id,
+                received_at=now,
+                trigger_type=trigger,
+                event_id=event_id,
+                state=state,
+                error=error,
+                header_names=header_names,
+            )
+        )
+        self.crash("after_store")
+        if not created:
+            status = "duplicate"
+        elif delivery.state == st.REJECTED:
+            status = "rejected"
+        else:
+            status = "accepted"
+        log.info(
+            "webhook %s: delivery %s (%s)",
+            status,
+            delivery.id,
+            trigger or "unparsed",
+            extra={"delivery_id": delivery.id, "event_id": event_id, "status": status},
+        )
+        if wake and created and state == st.QUEUED and self.on_accepted is not None:
+            self.on_accepted()
+        return IntakeResult(
+            status=status, delivery_id=delivery.id, correlation_id=correlation_id, reason=delivery.last_error if status == "rejected" else None
+        )
+
+    # ---- flags ------------------------------------------------------------------------------
+
+    async def flags(self) -> SafetyFlags:
+        """The flags in force now, read from the store every time so every replica agrees."""
+        return resolve_flags(self.boot_flags, await self.store.get_flags())
+
+    # ---- the worker's step ------------------------------------------------------------------
+
+    async def process_next(self) -> Delivery | None:
+        """Claim the next due delivery and take it as far as it can go; None when nothing was due."""
+        now = self.clock.now()
+        delivery = await self.store.claim_delivery(now=now, lease_until=now + timedelta(seconds=self.settings.lease_s))
+        if delivery is None:
+            return None
+        await self.process_claimed(delivery)
+        return delivery
+
+    async def process_claimed(self, delivery: Delivery) -> None:
+        """Run one claimed delivery through decide -> hold/skip/ignore/withdraw/process."""
+        cid_token = current_correlation_id.set(delivery.correlation_id)
+        did_token = current_delivery_id.set(delivery.id)
+        run = _Run(self, delivery)
+        try:
+            self.crash("after_claim")
+            await run.go()
+        except Exception as exc:
+            # One poison delivery must not stall the queue (R21): it goes dead, visible and
+            # replayable, with the error kept; the traceback goes to the log.
+            log.exception("delivery %s: unexpected error; marking it dead", delivery.id)
+            reason = f"internal error: {type(exc).__name__}: {exc}"[:500]
+            await run.dead(reason, event_id=delivery.event_id or "")
+        finally:
+            current_correlation_id.reset(cid_token)
+            current_delivery_id.reset(did_token)
+
+    # ---- email outbox ----------------------------------------------------------------------
+
+    async def send_next_email(self) -> bool:
+        """Send the next due email from the outbox; False when there was none (or the switch is off)."""
+        flags = await self.flags()
+        if not flags.enable_connector:
+            return False  # the kill switch holds emails too: zero calls to SendGrid
+        now = self.clock.now()
+        email = await self.store.claim_email(now=now, lease_until=now + timedelta(seconds=self.settings.lease_s))
+        if email is None:
+            return False
+        cid_token = current_correlation_id.set(email.message.correlation_id)
+        try:
+            if self.mailer is None:
+                await self.store.finish_email(email.id, token=email.lease_token, state=EMAIL_UNSENT, now=now)
+                log.info("email %s recorded, not sent (no SENDGRID_API_KEY)", email.id, extra={"email_kind": email.message.kind})
+                return True
+            self.crash("before_email")
+            try:
+                await self.mailer.send(email.message, outbox_id=email.id)
+            except GatewayError as exc:
+                attempts = email.attempts + 1
+                policy = self.settings.email_retry
+                if not exc.is_transient or policy.exhausted(attempts):
+                    await self.store.finish_email(
+                        email.id, token=email.lease_token, state=EMAIL_FAILED, now=self.clock.now(),
+                        error=str(exc), attempts=attempts,
+                    )
+                    log.error("email %s failed for good: %s", email.id, exc)
+                else:
+                    at = policy.next_attempt_at(
+                        attempts, now=self.clock.now(), unit_random=self.unit_random(), retry_after=exc.failure.retry_after
+                    )
+                    await self.store.finish_email(
+                        email.id, token=email.lease_token, state=EMAIL_RETRYING, now=self.clock.now(),
+                        error=str(exc), attempts=attempts, next_attempt_at=at,
+                    )
+                    log.warning("email %s will be retried at %s: %s", email.id, at.isoformat(), exc)
+                return True
+            await self.store.finish_email(
+                email.id, token=email.lease_token, state=EMAIL_SENT, now=self.clock.now(), attempts=email.attempts + 1
+            )
+            self.crash("after_email")
+            log.info("email %s sent (%s)", email.id, email.message.kind, extra={"email_kind": email.message.kind})
+            return True
+        finally:
+            current_correlation_id.reset(cid_token)
+
+    # ---- operator actions ------------------------------------------------------------------
+
+    async def replay(self, delivery_id: int, *, actor: str, reason: str) -> bool:
+        now = self.clock.now()
+        done = await self.store.replay_delivery(delivery_id, now=now, note=f"replayed by {actor}: {reason}")
+        await self.store.add_audit(actor=actor, action="replay", detail=f"delivery {delivery_id}: {'re-queued' if done else 'not replayable'}", reason=reason, now=now)
+        if done and self.on_accepted is not None:
+            self.on_accepted()
+        return done
+
+    async def replay_state(self, state: str, *, actor: str, reason: str) -> int:
+        now = self.clock.now()
+        count = await self.store.replay_state(state, now=now, note=f"replayed by {actor}: {reason}")
+        await self.store.add_audit(actor=actor, action="replay", detail=f"{count} {state} deliveries re-queued", reason=reason, now=now)
+        if count and self.on_accepted is not None:
+            self.on_accepted()
+        return count
+
+    async def set_flags(
+        self, *, enable_connector: bool | None, dry_run: bool | None, actor: str, reason: str
+    ) -> SafetyFlags:
+        now = self.clock.now()
+        await self.store.set_flags(enable_connector=enable_connector, dry_run=dry_run, actor=actor, reason=reason, now=now)
+        detail = ", ".join(
+            f"{name}={value}" for name, value in (("enable_connector", enable_connector), ("dry_run", dry_run)) if value is not None
+        )
+        await self.store.add_audit(actor=actor, action="flags.set", detail=detail or "no change", reason=reason, now=now)
+        log.warning("runtime flags set by %s: %s (%s)", actor, detail or "no change", reason)
+        if self.on_accepted is not None:
+            self.on_accepted()
+        return await self.flags()
+
+    async def clear_flags(self, *, actor: str, reason: str) -> SafetyFlags:
+        now = self.clock.now()
+        await self.store.clear_flags(actor=actor, reason=reason, now=now)
+        await self.store.add_audit(actor=actor, action="flags.reset", detail="back to the environment values", reason=reason, now=now)
+        log.warning("runtime flags reset by %s (%s)", actor, reason)
+        return await self.flags()
+
+    def preview(self, payload: Mapping[str, object]) -> RevelOrder | MappingFailure:
+        """Map a decoded webhook (or bare event) payload without storing or sending anything."""
+        if "webhook_trigger_type" in payload:
+            envelope = WebhookEnvelope.from_payload(payload)
+            if envelope.event is None:
+                raise PayloadError("event", None, "is missing: the webhook carries no event")
+            event = envelope.event
+        else:
+            event = TripleSeatEvent.from_payload(payload)
+        return map_event(event, self.mapping, unmapped=self.settings.unmapped_items)
+
+
+@attrs.define
+class _Run:
+    """One pass of one claimed delivery; every store write is fenced by the claim's lease token."""
+
+    p: Processor
+    d: Delivery
+
+    @property
+    def token(self) -> int:
+        return self.d.lease_token
+
+    def _log(self, level: int, msg: str, *args: object) -> None:
+        log.log(level, msg, *args, extra={"delivery_id": self.d.id, "event_id": self.d.event_id})
+
+    async def finish(self, state: str, note: str, **kwargs: object) -> bool:
+        ok = await self.p.store.finish(
+            self.d.id, token=self.token, state=state, now=self.p.clock.now(), note=note, **kwargs  # type: ignore[arg-type]
+        )
+        if ok:
+            self._log(logging.INFO if state not in (st.DEAD, st.NEEDS_ATTENTION) else logging.WARNING, "delivery %s -> %s: %s", self.d.id, state, note)
+        else:
+            self._log(logging.WARNING, "delivery %s: lease lost before '%s' could be recorded; the new owner decides", self.d.id, state)
+        return ok
+
+    async def go(self) -> None:
+        try:
+            envelope = WebhookEnvelope.from_json_bytes(self.d.body)
+        except PayloadError as exc:
+            await self.finish(st.REJECTED, f"unusable payload: {exc}", error=str(exc))
+            return
+        flags = await self.p.flags()
+        decision = decide(envelope, flags, self.p.settings.order_policy)
+        if isinstance(decision, Hold):
+            await self.finish(st.HELD, decision.reason)
+        elif isinstance(decision, Skip):
+            await self.finish(st.SKIPPED, decision.reason)
+        elif isinstance(decision, Ignore):
+            await self.finish(st.IGNORED, decision.reason)
+        elif isinstance(decision, Withdraw):
+            assert envelope.event is not None  # decide() only withdraws events
+            await self.withdraw(envelope.event, decision.reason)
+        else:
+            assert envelope.event is not None and isinstance(decision, Process)
+            await self.process(envelope.event, dry_run=decision.dry_run)
+
+    async def withdraw(self, event: TripleSeatEvent, reason: str) -> None:
+        entry = await self.p.store.get_order(event.id)
+        if entry is None or entry.state != st.LEDGER_CREATED:
+            await self.finish(st.IGNORED, f"{reason}; no Revel order exists, nothing to void")
+            return
+        why = "deleted" if "deleted" in reason else "marked LOST"
+        email = notifications.void_request(self.d, event, _ref_text(entry), why, to=self.p.settings.email_to)
+        await self.finish(st.NEEDS_ATTENTION, f"{reason}; asked operations to void {entry.reference}", emails=[email], order_reference=entry.reference)
+
+    async def process(self, event: TripleSeatEvent, *, dry_run: bool) -> None:
+        entry = await self.p.store.get_order(event.id)
+        if entry is not None and entry.state == st.LEDGER_CREATED:
+            await self.compare(event, entry)
+            return
+        if not event.line_items and self.p.events is not None:
+            try:
+                event = await self.p.events.fetch_event(event.id, correlation_id=self.d.correlation_id)
+                await self.p.store.add_note(self.d.id, token=self.token, now=self.p.clock.now(), note="fetched the event's line items from the TripleSeat API")
+            except GatewayError as exc:
+                await self.fail(exc, event_id=event.id, what="fetching the event from TripleSeat")
+                return
+            except PayloadError as exc:
+                await self.dead(f"TripleSeat API answered an unusable event: {exc}", event_id=event.id)
+                return
+        mapped = map_event(event, self.p.mapping, unmapped=self.p.settings.unmapped_items)
+        if isinstance(mapped, MappingFailure):
+            email = notifications.mapping_failure(self.d, mapped, to=self.p.settings.email_to)
+            await self.finish(st.DEAD, mapped.describe(), error=mapped.describe(), emails=[email], attempts=self.d.attempts + 1)
+            return
+        snapshot = json.dumps(mapped.to_snapshot(), sort_keys=True)
+        if dry_run:
+            email = notifications.dry_run(self.d, mapped, to=self.p.settings.email_to)
+            await self.finish(st.DRY_RUN, f"DRY_RUN: would create {mapped.local_id} (total {mapped.total}); nothing written to Revel", result=snapshot, emails=[email])
+            return
+        await self.place(event, mapped, snapshot)
+
+    async def place(self, event: TripleSeatEvent, order: RevelOrder, snapshot: str) -> None:
+        store, now = self.p.store, self.p.clock.now()
+        reservation = await store.reserve_order(
+            event_id=event.id, reference=order.local_id, establishment_id=order.establishment_id,
+            delivery_id=self.d.id, token=self.token, now=now,
+        )
+        if reservation.outcome == EXISTING:
+            assert reservation.entry is not None
+            await self.compare(event, reservation.entry)
+            return
+        if reservation.outcome == BUSY:
+            owner = reservation.entry.delivery_id if reservation.entry else "another worker"
+            await self.finish(
+                st.RETRYING, f"delivery {owner} is placing this event's order; looking again shortly",
+                next_attempt_at=now + timedelta(seconds=BUSY_RECHECK_S), result=snapshot,
+            )
+            return
+        # We hold the event's order slot. Flags are read again right before each side effect.
+        if not await self.still_go(event.id, f"looking up {order.local_id} in Revel (establishment {order.establishment_id})"):
+            return
+        cid = self.d.correlation_id
+        try:
+            found = await self.p.revel.find_order(order.establishment_id, order.local_id, correlation_id=cid)
+            if found is None:
+                if not await self.still_go(event.id, f"creating {order.local_id} in Revel: {len(order.items)} item(s), total {order.total}"):
+                    return
+                self.p.crash("before_revel_call")
+                ref = await self.p.revel.create_order(order, correlation_id=cid)
+                self.p.crash("after_revel_2xx")
+            else:
+                ref = found
+        except GatewayError as exc:
+            await self.fail(exc, event_id=event.id, what="calling Revel", result=snapshot)
+            return
+        verb = "found existing" if found is not None else "created"
+        email = notifications.order_created(self.d, order, ref, found=found is not None, to=self.p.settings.email_to)
+        ok = await store.complete_order(
+            event_id=event.id, delivery_id=self.d.id, token=self.token, ref=ref, snapshot=snapshot,
+            now=self.p.clock.now(), note=f"{verb} Revel order {ref.order_id} ({order.local_id})", emails=[email],
+        )
+        if ok:
+            self._log(logging.INFO, "delivery %s -> done: %s Revel order %s for event %s", self.d.id, verb, ref.order_id, event.id)
+        else:
+            self._log(logging.WARNING, "delivery %s: lease lost after Revel answered; the new owner will find order %s by reference", self.d.id, ref.order_id)
+
+    async def still_go(self, event_id: str, note: str) -> bool:
+        """Re-check the flags and the lease right before a side effect; stand down when either says no."""
+        flags = await self.p.flags()
+        if not flags.enable_connector:
+            await self.finish(st.HELD, "ENABLE_CONNECTOR switched off before the Revel call: held for replay", release_event_id=event_id)
+            return False
+        if flags.dry_run:
+            await self.finish(st.DRY_RUN, "DRY_RUN switched on before the Revel call: nothing written", release_event_id=event_id)
+            return False
+        if not await self.p.store.add_note(self.d.id, token=self.token, now=self.p.clock.now(), note=note):
+            self._log(logging.WARNING, "delivery %s: lease lost; standing down before the side effect", self.d.id)
+            return False
+        return True
+
+    async def compare(self, event: TripleSeatEvent, entry: LedgerEntry) -> None:
+        """The event already has its order: record this delivery, and tell ops if the event changed."""
+        ordered = json.loads(entry.snapshot) if entry.snapshot else {}
+        current = map_event(event, self.p.mapping, unmapped=self.p.settings.unmapped_items)
+        changes = order_changes(ordered, current) if ordered else []
+        ref_text = _ref_text(entry)
+        if not changes:
+            await self.finish(st.DONE, f"order {ref_text} already exists; no change", order_reference=entry.reference)
+            return
+        email = notifications.needs_attention(self.d, event, ref_text, changes, to=self.p.settings.email_to)
+        await self.finish(
+            st.NEEDS_ATTENTION, f"event changed after order {ref_text}: " + "; ".join(changes),
+            order_reference=entry.reference, emails=[email],
+        )
+
+    async def fail(self, exc: GatewayError, *, event_id: str, what: str, result: str | None = None) -> None:
+        attempts = self.d.attempts + 1
+        policy = self.p.settings.retry
+        message = f"{what}: {exc.failure.kind} error: {exc}"
+        if not exc.is_transient:
+            await self.dead(message, event_id=event_id, attempts=attempts)
+            return
+        if policy.exhausted(attempts):
+            await self.dead(f"{message} (gave up after {attempts} attempts)", event_id=event_id, attempts=attempts)
+            return
+        now = self.p.clock.now()
+        at = policy.next_attempt_at(attempts, now=now, unit_random=self.p.unit_random(), retry_after=exc.failure.retry_after)
+        await self.finish(
+            st.RETRYING, f"attempt {attempts} failed ({message}); next attempt at {at.isoformat()}",
+            error=message, attempts=attempts, next_attempt_at=at, result=result,
+        )
+
+    async def dead(self, reason: str, *, event_id: str, attempts: int | None = None) -> None:
+        email = notifications.failure(self.d, reason, to=self.p.settings.email_to, event_id=event_id or None)
+        await self.finish(
+            st.DEAD, reason, error=reason, attempts=attempts if attempts is not None else self.d.attempts + 1,
+            emails=[email], release_event_id=event_id or None,
+        )
+
+
+def _ref_text(entry: LedgerEntry) -> str:
+    return f"{entry.reference} (Revel id {entry.revel_order_id})" if entry.revel_order_id else entry.reference
+

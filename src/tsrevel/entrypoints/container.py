@@ -1,0 +1,185 @@
+"""The one composition root: Settings in, adapters and use cases wired, client lifecycles as Resources."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+from dependency_injector import containers, providers
+
+from tsrevel.adapters.mapping_toml import load_mapping_file
+from tsrevel.adapters.system import SystemClock, UnconfiguredRevel
+from tsrevel.domain.ports import EventSource, Mailer, OrderGateway, Store
+from tsrevel.domain.processing import CRASH_POINTS, ProcessingSettings, Processor, no_crash
+from tsrevel.domain.retry import RetryPolicy
+from tsrevel.domain.safety import OrderPolicy, SafetyFlags
+from tsrevel.entrypoints.settings import Settings
+from tsrevel.version import __version__
+
+USER_AGENT = f"tsrevel/{__version__}"
+
+
+def make_store(database_url: str) -> Store:
+    """The store named by TSREVEL_DATABASE_URL (no I/O until migrate())."""
+    if database_url.startswith("sqlite:///"):
+        from tsrevel.adapters.sqlite_store import SqliteStore
+
+        return SqliteStore.from_url(database_url)
+    from tsrevel.adapters.postgres_store import PostgresStore
+
+    return PostgresStore.from_url(database_url)
+
+
+async def store_resource(database_url: str) -> AsyncIterator[Store]:
+    """Open the store and apply migrations before anything uses it; close it at shutdown."""
+    store = make_store(database_url)
+    await store.migrate()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def http_client_resource(base_url: str | None, timeout_s: float) -> AsyncIterator[httpx.AsyncClient | None]:
+    """One pooled AsyncClient per outside API, or None when that API is not configured."""
+    if not base_url:
+        yield None
+        return
+    client = httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+        limits=httpx.Limits(max_connections=10, max_keepalive_connections=10),
+        headers={"User-Agent": USER_AGENT},
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def make_revel(settings: Settings, client: httpx.AsyncClient | None) -> OrderGateway:
+    if client is None or not settings.revel_configured:
+        return UnconfiguredRevel()
+    from tsrevel.adapters.revel_http import HttpxRevelGateway
+
+    assert settings.revel_api_key is not None and settings.revel_api_secret is not None
+    return HttpxRevelGateway(
+        client,
+        api_key=settings.revel_api_key,
+        api_secret=settings.revel_api_secret,
+        min_interval_s=settings.revel_min_interval_s,
+    )
+
+
+def make_mailer(settings: Settings) -> Mailer | None:
+    """SendGrid when a key is set; otherwise None, and emails are recorded in the outbox as unsent."""
+    if not settings.sendgrid_configured:
+        return None
+    from tsrevel.adapters.sendgrid_mail import SendGridMailer, make_sendgrid_client
+
+    assert settings.sendgrid_api_key is not None and settings.email_from is not None
+    client = make_sendgrid_client(
+        settings.sendgrid_api_key, host=settings.sendgrid_api_host, timeout_s=settings.sendgrid_timeout_s
+    )
+    return SendGridMailer(
+        client, sender=settings.email_from, recipients=settings.email_to, timeout_s=settings.sendgrid_timeout_s
+    )
+
+
+def make_event_source(settings: Settings, client: httpx.AsyncClient | None) -> EventSource | None:
+    if client is None or not settings.tripleseat_configured:
+        return None
+    from tsrevel.adapters.tripleseat_api import HttpxTripleSeatSource
+
+    assert settings.tripleseat_client_id is not None and settings.tripleseat_client_secret is not None
+    return HttpxTripleSeatSource(
+        client, client_id=settings.tripleseat_client_id, client_secret=settings.tripleseat_client_secret
+    )
+
+
+def make_crash_hook(crash_at: str | None) -> Callable[[str], None]:
+    """Test-only seam: exit at once, as SIGKILL would, at the named point (TSREVEL_TEST_CRASH_AT)."""
+    if not crash_at:
+        return no_crash
+    points = {p.strip() for p in crash_at.split(",")}
+    unknown = points - set(CRASH_POINTS)
+    if unknown:
+        raise ValueError(f"TSREVEL_TEST_CRASH_AT: unknown point(s) {sorted(unknown)}; known: {', '.join(CRASH_POINTS)}")
+
+    def crash(point: str) -> None:
+        if point in points:
+            os._exit(137)  # no cleanup, no flush: exactly what a SIGKILL leaves behind
+
+    return crash
+
+
+def processing_settings(settings: Settings) -> ProcessingSettings:
+    return ProcessingSettings(
+        order_policy=OrderPolicy(order_on_statuses=settings.order_on_statuses),
+        unmapped_items=settings.unmapped_items,
+        retry=RetryPolicy(
+            max_attempts=settings.max_attempts,
+            base_s=settings.retry_base_s,
+            cap_s=settings.retry_cap_s,
+            retry_after_cap_s=settings.retry_after_cap_s,
+        ),
+        email_retry=RetryPolicy(
+            max_attempts=max(settings.max_attempts, 10),
+            base_s=max(settings.retry_base_s, 1.0),
+            cap_s=settings.retry_cap_s,
+            retry_after_cap_s=settings.retry_after_cap_s,
+        ),
+        lease_s=settings.lease_s,
+        email_to=settings.email_to,
+        signing_secret=settings.signing_secret,
+    )
+
+
+def boot_flags(settings: Settings) -> SafetyFlags:
+    return SafetyFlags(
+        enable_connector=settings.enable_connector,
+        dry_run=settings.dry_run,
+        allowed_locations=settings.allowed_locations,
+    )
+
+
+class Container(containers.DeclarativeContainer):
+    """Everything tsrevel is made of; tests override providers (revel, mailer, store, clock...)."""
+
+    settings = providers.Dependency(instance_of=Settings)
+
+    clock = providers.Singleton(SystemClock)
+    wake = providers.Singleton(asyncio.Event)
+    mapping = providers.Singleton(load_mapping_file, settings.provided.mapping_file)
+    store = providers.Resource(store_resource, settings.provided.database_url)
+
+    revel_client = providers.Resource(
+        http_client_resource, settings.provided.revel_base_url, settings.provided.revel_timeout_s
+    )
+    tripleseat_client = providers.Resource(
+        http_client_resource, settings.provided.tripleseat_api_url, settings.provided.revel_timeout_s
+    )
+    revel = providers.Singleton(make_revel, settings, revel_client)
+    mailer = providers.Singleton(make_mailer, settings)
+    events = providers.Singleton(make_event_source, settings, tripleseat_client)
+
+    processor = providers.Singleton(
+        Processor,
+        store=store,
+        revel=revel,
+        mapping=mapping,
+        boot_flags=providers.Callable(boot_flags, settings),
+        settings=providers.Callable(processing_settings, settings),
+        clock=clock,
+        mailer=mailer,
+        events=events,
+        crash=providers.Callable(make_crash_hook, settings.provided.crash_at),
+        on_accepted=wake.provided.set,
+    )
+
+
+def build_container(settings: Settings) -> Container:
+    """A container for these settings; nothing is opened until its resources are initialised."""
+    return Container(settings=settings)

@@ -1,0 +1,487 @@
+"""The Litestar app factory: translates HTTP to the Processor's use cases and maps errors to statuses once."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import attrs
+from litestar import Litestar, MediaType, Request, Response, Router, delete, get, post, put
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig
+from litestar.params import FromPath, FromQuery, Parameter
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from tsrevel.domain import deliveries as st
+from tsrevel.domain.correlation import accept_correlation_id, current_correlation_id
+from tsrevel.domain.deliveries import Delivery, LedgerEntry
+from tsrevel.domain.errors import InvalidRequest, NotFound, PayloadError, SignatureError
+from tsrevel.domain.mapping import MappingFailure
+from tsrevel.domain.orders import RevelOrder
+from tsrevel.domain.ports import Store
+from tsrevel.domain.processing import Processor
+from tsrevel.entrypoints.container import Container
+from tsrevel.entrypoints.logs import configure_logging
+from tsrevel.entrypoints.settings import SECRET_FIELDS, Settings
+from tsrevel.entrypoints.worker import Worker
+from tsrevel.version import __version__
+
+log = logging.getLogger("tsrevel.http")
+
+MAX_BODY_BYTES = 1024 * 1024
+HEADER_NAMES_LOGGED = 20  # deliveries whose header names are logged, to learn what TripleSeat sends
+CORRELATION_HEADER = "x-correlation-id"
+
+
+class AdminForbidden(Exception):
+    """The admin bearer token is missing, wrong, or admin endpoints are disabled."""
+
+
+@attrs.define
+class Runtime:
+    """What the lifespan builds and the handlers use: the processor, the worker, the store."""
+
+    settings: Settings
+    processor: Processor | None = None
+    worker: Worker | None = None
+    deliveries_seen: int = 0
+    started_at: float = attrs.field(factory=time.monotonic)
+
+    def get_processor(self) -> Processor:
+        if self.processor is None:
+            raise RuntimeError("the app has not started yet (lifespan not run)")
+        return self.processor
+
+    def get_settings(self) -> Settings:
+        return self.settings
+
+
+# ---- correlation ids: one per request, on every response and log line -------------------------
+
+
+class CorrelationMiddleware:
+    """Keeps a valid incoming X-Correlation-ID or makes one, exposes it to logs, and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-correlation-id":
+                incoming = value.decode("latin-1")
+                break
+        cid = accept_correlation_id(incoming)
+        token = current_correlation_id.set(cid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-correlation-id"]
+                headers.append((b"x-correlation-id", cid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            current_correlation_id.reset(token)
+
+
+def correlation_id() -> str:
+    return current_correlation_id.get() or accept_correlation_id(None)
+
+
+# ---- errors: the one map from domain errors to statuses --------------------------------------
+
+
+def _error(status: int, message: str, **extra: Any) -> Response[dict[str, Any]]:
+    return Response({"error": message, "correlation_id": correlation_id(), **extra}, status_code=status)
+
+
+def _signature_error(_: Request, exc: SignatureError) -> Response[dict[str, Any]]:
+    log.warning("webhook refused: %s", exc)
+    return _error(401, str(exc))
+
+
+def _payload_error(_: Request, exc: PayloadError) -> Response[dict[str, Any]]:
+    return _error(422, str(exc), field=exc.path)
+
+
+def _not_found(_: Request, exc: NotFound) -> Response[dict[str, Any]]:
+    return _error(404, str(exc))
+
+
+def _invalid(_: Request, exc: InvalidRequest) -> Response[dict[str, Any]]:
+    return _error(409, str(exc))
+
+
+def _forbidden(_: Request, exc: AdminForbidden) -> Response[dict[str, Any]]:
+    return _error(403, str(exc))
+
+
+def _http_exception(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
+    extra = {"detail": exc.extra} if isinstance(exc, ValidationException) and exc.extra else {}
+    return _error(exc.status_code, exc.detail, **extra)
+
+
+EXCEPTION_HANDLERS = {
+    SignatureError: _signature_error,
+    PayloadError: _payload_error,
+    NotFound: _not_found,
+    InvalidRequest: _invalid,
+    AdminForbidden: _forbidden,
+    NotAuthorizedException: _http_exception,
+    PermissionDeniedException: _http_exception,
+    HTTPException: _http_exception,
+}
+
+
+# ---- JSON views of domain records -----------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def delivery_view(d: Delivery, *, full: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": d.id,
+        "state": d.state,
+        "event_id": d.event_id,
+        "trigger_type": d.trigger_type,
+        "correlation_id": d.correlation_id,
+        "received_at": _iso(d.received_at),
+        "updated_at": _iso(d.updated_at),
+        "attempts": d.attempts,
+        "next_attempt_at": _iso(d.next_attempt_at),
+        "last_error": d.last_error,
+        "order_reference": d.order_reference,
+    }
+    if full:
+        view["result"] = json.loads(d.result) if d.result else None
+        view["timeline"] = [{"at": _iso(t.at), "state": t.state, "note": t.note} for t in d.timeline]
+        view["body"] = d.body.decode("utf-8", "replace")
+    return view
+
+
+def order_view(entry: LedgerEntry | None) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    return {
+        "event_id": entry.event_id,
+        "reference": entry.reference,
+        "establishment_id": entry.establishment_id,
+        "state": entry.state,
+        "revel_order_id": entry.revel_order_id,
+        "revel_uri": entry.revel_uri,
+        "delivery_id": entry.delivery_id,
+        "created_at": _iso(entry.created_at),
+    }
+
+
+# ---- handlers -----------------------------------------------------------------------------
+
+
+@post(["/webhooks/tripleseat", "/webhook"], status_code=200, summary="Receive a TripleSeat webhook")
+async def receive_webhook(request: Request[Any, Any, Any], processor: NamedDependency[Processor], runtime: NamedDependency[Runtime]) -> dict[str, Any]:
+    """Verify X-Signature over the raw body, store the delivery durably, then answer; no outside call."""
+    body = await request.body()
+    names = tuple(sorted({k.lower() for k in request.headers.keys()}))
+    runtime.deliveries_seen += 1
+    if runtime.deliveries_seen <= HEADER_NAMES_LOGGED:
+        log.info("webhook header names: %s", ", ".join(names))  # names only, never values
+    result = await processor.accept(
+        body, signature=request.headers.get("x-signature"), correlation_id=correlation_id(), header_names=names
+    )
+    answer: dict[str, Any] = {
+        "status": result.status,
+        "delivery_id": result.delivery_id,
+        "correlation_id": result.correlation_id,
+    }
+    if result.reason:
+        answer["reason"] = result.reason
+    return answer
+
+
+@get("/health", summary="Liveness and the flags in force")
+async def health(processor: NamedDependency[Processor]) -> dict[str, Any]:
+    try:
+        flags, source = await processor.flags(), "store"
+    except Exception:  # the store may be down; health still answers with what the environment says
+        log.exception("health: cannot read runtime flags")
+        flags, source = processor.boot_flags, "environment (store unreadable)"
+    return {
+        "status": "ok",
+        "enable_connector": flags.enable_connector,
+        "dry_run": flags.dry_run,
+        "allowed_locations": sorted(flags.allowed_locations),
+        "flags_source": source,
+        "version": __version__,
+    }
+
+
+@get("/ready", summary="200 once migrations are applied, the store is writable and the worker runs")
+async def ready(processor: NamedDependency[Processor], runtime: NamedDependency[Runtime]) -> Response[dict[str, Any]]:
+    problems = []
+    try:
+        await processor.store.check_writable()
+    except Exception as exc:
+        problems.append(f"store not writable: {type(exc).__name__}")
+    if runtime.worker is not None and not runtime.worker.running:
+        problems.append("worker not running")
+    if problems:
+        return Response({"status": "not ready", "problems": problems}, status_code=503)
+    return Response({"status": "ready"}, status_code=200)
+
+
+@get("/metrics", media_type=MediaType.TEXT, summary="Prometheus metrics")
+async def metrics(processor: NamedDependency[Processor]) -> str:
+    from tsrevel.entrypoints.metrics import render_metrics
+
+    return await render_metrics(processor)
+
+
+# ---- admin and test endpoints (bearer token) ---------------------------------------------
+
+
+@post("/test/webhook", status_code=200, summary="Process a payload now and answer with the whole trace")
+async def test_webhook(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
+    body = await request.body()
+    trace = await processor.run_now(body, correlation_id=correlation_id())
+    flags = await processor.flags()
+    result = json.loads(trace.delivery.result) if trace.delivery.result else None
+    return {
+        "correlation_id": trace.delivery.correlation_id,
+        "status": trace.intake.status,
+        "flags": {"enable_connector": flags.enable_connector, "dry_run": flags.dry_run, "allowed_locations": sorted(flags.allowed_locations)},
+        "decision": trace.delivery.state,
+        "delivery": delivery_view(trace.delivery, full=True),
+        "mapped_order": result,
+        "revel": order_view(trace.order) if trace.order and trace.order.state == st.LEDGER_CREATED else None,
+        "dry_run": trace.delivery.state == st.DRY_RUN,
+        "emails": [{"kind": e.kind, "subject": e.subject, "to": list(e.to)} for e in trace.emails],
+    }
+
+
+@post("/test/preview", status_code=200, summary="Map a payload to a Revel order without storing or sending anything")
+async def preview(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
+    from tsrevel.domain.events import decode_json
+
+    payload = decode_json(await request.body())
+    if not isinstance(payload, dict):
+        raise PayloadError("$", payload, "is not a JSON object")
+    mapped = processor.preview(payload)
+    if isinstance(mapped, MappingFailure):
+        return {"ok": False, "problem": mapped.describe(), "unmapped": [u.describe() for u in mapped.unmapped]}
+    assert isinstance(mapped, RevelOrder)
+    return {"ok": True, "order": mapped.to_snapshot()}
+
+
+@get("/admin/status", summary="Effective flags and their source, counts by state, oldest pending age, last order")
+async def admin_status(processor: NamedDependency[Processor]) -> dict[str, Any]:
+    store: Store = processor.store
+    overrides = await store.get_flags()
+    flags = await processor.flags()
+    oldest = await store.oldest_pending()
+    orders = await store.list_orders(limit=1)
+    now = processor.clock.now()
+    return {
+        "flags": {
+            "enable_connector": {"value": flags.enable_connector, "source": "runtime override" if overrides.enable_connector is not None else "environment"},
+            "dry_run": {"value": flags.dry_run, "source": "runtime override" if overrides.dry_run is not None else "environment"},
+            "allowed_locations": {"value": sorted(flags.allowed_locations), "source": "environment"},
+            "override": {"actor": overrides.actor, "reason": overrides.reason, "updated_at": _iso(overrides.updated_at)},
+        },
+        "counts": await store.count_by_state(),
+        "oldest_pending_age_s": (now - oldest).total_seconds() if oldest else None,
+        "last_order": order_view(orders[0]) if orders else None,
+        "version": __version__,
+    }
+
+
+@attrs.frozen
+class FlagsChange:
+    enable_connector: bool | None = None
+    dry_run: bool | None = None
+    reason: str = ""
+
+
+def _parse_flags_body(raw: bytes) -> FlagsChange:
+    from tsrevel.domain.events import decode_json
+
+    data = decode_json(raw) if raw.strip() else {}
+    if not isinstance(data, dict):
+        raise PayloadError("$", data, "is not a JSON object")
+    unknown = sorted(set(data) - {"enable_connector", "dry_run", "reason"})
+    if unknown:
+        raise PayloadError(unknown[0], data[unknown[0]], "is not a flag (use enable_connector, dry_run, reason)")
+    for key in ("enable_connector", "dry_run"):
+        if key in data and data[key] is not None and not isinstance(data[key], bool):
+            raise PayloadError(key, data[key], "is not true or false")
+    reason = data.get("reason", "")
+    if not isinstance(reason, str):
+        raise PayloadError("reason", reason, "is not text")
+    change = FlagsChange(data.get("enable_connector"), data.get("dry_run"), reason.strip()[:500])
+    if change.enable_connector is None and change.dry_run is None:
+        raise PayloadError("$", data, "names no flag: give enable_connector and/or dry_run")
+    return change
+
+
+@put("/admin/flags", status_code=200, summary="Set runtime overrides of ENABLE_CONNECTOR and DRY_RUN")
+async def put_flags(request: Request[Any, Any, Any], processor: NamedDependency[Processor], settings: NamedDependency[Settings]) -> dict[str, Any]:
+    change = _parse_flags_body(await request.body())
+    if change.dry_run is False and not settings.revel_configured:
+        raise InvalidRequest("dry_run=false needs REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET to be configured")
+    flags = await processor.set_flags(
+        enable_connector=change.enable_connector, dry_run=change.dry_run, actor="admin-api", reason=change.reason or "(no reason given)"
+    )
+    return {"enable_connector": flags.enable_connector, "dry_run": flags.dry_run, "allowed_locations": sorted(flags.allowed_locations)}
+
+
+@delete("/admin/flags", status_code=200, summary="Drop the runtime overrides: back to the environment values")
+async def delete_flags(processor: NamedDependency[Processor]) -> dict[str, Any]:
+    flags = await processor.clear_flags(actor="admin-api", reason="DELETE /admin/flags")
+    return {"enable_connector": flags.enable_connector, "dry_run": flags.dry_run, "allowed_locations": sorted(flags.allowed_locations)}
+
+
+@get("/admin/deliveries", summary="Recent deliveries, newest first")
+async def list_deliveries(
+    processor: NamedDependency[Processor],
+    state_filter: Annotated[str | None, Parameter(query="state", required=False)] = None,
+    limit: FromQuery[int] = 50,
+) -> dict[str, Any]:
+    # "state" is a reserved handler parameter name in Litestar, hence the alias.
+    state = state_filter
+    if state is not None and state not in st.STATES:
+        raise InvalidRequest(f"state {state!r} is not one of {', '.join(st.STATES)}")
+    limit = max(1, min(limit, 500))
+    items = await processor.store.list_deliveries(state=state, limit=limit)
+    return {"deliveries": [delivery_view(d) for d in items], "count": len(items)}
+
+
+@get("/admin/deliveries/{delivery_id:int}", summary="One delivery with its timeline, result and emails")
+async def get_delivery(processor: NamedDependency[Processor], delivery_id: FromPath[int]) -> dict[str, Any]:
+    delivery = await processor.store.get_delivery(delivery_id)
+    emails = await processor.store.list_emails(delivery_id=delivery_id)
+    view = delivery_view(delivery, full=True)
+    view["emails"] = [
+        {"id": e.id, "kind": e.message.kind, "subject": e.message.subject, "state": e.state, "attempts": e.attempts, "last_error": e.last_error}
+        for e in emails
+    ]
+    view["order"] = order_view(await processor.store.get_order(delivery.event_id)) if delivery.event_id else None
+    return view
+
+
+@post("/admin/deliveries/{delivery_id:int}/replay", status_code=200, summary="Re-queue one held, skipped, dead or dry-run delivery")
+async def replay_one(processor: NamedDependency[Processor], delivery_id: FromPath[int]) -> dict[str, Any]:
+    delivery = await processor.store.get_delivery(delivery_id)
+    done = await processor.replay(delivery_id, actor="admin-api", reason="POST /admin/deliveries/{id}/replay")
+    if not done:
+        raise InvalidRequest(f"delivery {delivery_id} is {delivery.state}: only {', '.join(sorted(st.REPLAYABLE_STATES))} can be replayed")
+    return {"count": 1, "delivery_id": delivery_id}
+
+
+@post("/admin/replay", status_code=200, summary="Re-queue every delivery in a state (held, skipped, dead, dry_run), in arrival order")
+async def replay_many(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
+    from tsrevel.domain.events import decode_json
+
+    data = decode_json(await request.body())
+    state = data.get("state") if isinstance(data, dict) else None
+    if state not in st.REPLAYABLE_STATES:
+        raise PayloadError("state", state, f"is not one of {', '.join(sorted(st.REPLAYABLE_STATES))}")
+    count = await processor.replay_state(state, actor="admin-api", reason="POST /admin/replay")
+    return {"count": count, "state": state}
+
+
+# ---- the factory --------------------------------------------------------------------------
+
+
+def _admin_guard(settings: Settings):  # noqa: ANN202 - a Litestar guard
+    token = settings.admin_token
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if token is None:
+            raise AdminForbidden("admin and test endpoints are disabled: set TSREVEL_ADMIN_TOKEN")
+        given = connection.headers.get("authorization", "")
+        scheme, _sep, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+            raise AdminForbidden("missing or wrong admin bearer token")
+
+    return guard
+
+
+def log_settings(settings: Settings) -> None:
+    """The start-up banner: every setting, secrets redacted, flags spelled as the runbook expects."""
+    for name, shown in settings.describe():
+        log.info("%s: %s", name, shown, extra={"setting": name})
+    if settings.signing_secret is None:
+        log.warning("TRIPLESEAT_SIGNING_SECRET is unset: webhook signatures are NOT checked")
+
+
+def create_app(container: Container, *, run_worker: bool = True, configure_logs: bool = True) -> Litestar:
+    """Build the HTTP app around a container; resources open in the lifespan, not here."""
+    settings: Settings = container.settings()
+    runtime = Runtime(settings=settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        if configure_logs:
+            secrets = [getattr(settings, f) for f in SECRET_FIELDS]
+            configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=secrets)
+        log_settings(settings)
+        await container.init_resources()
+        try:
+            processor = await _resolve(container.processor())
+            runtime.processor = processor
+            if run_worker:
+                runtime.worker = Worker(
+                    processor, loops=settings.workers, poll_interval_s=settings.poll_interval_s, wake=await _resolve(container.wake())
+                )
+                runtime.worker.start()
+            log.info("tsrevel %s ready", __version__)
+            yield
+        finally:
+            if runtime.worker is not None:
+                await runtime.worker.stop()
+            await _resolve(container.shutdown_resources())
+            log.info("tsrevel stopped")
+
+    admin = Router(
+        path="/",
+        route_handlers=[test_webhook, preview, admin_status, put_flags, delete_flags, list_deliveries, get_delivery, replay_one, replay_many],
+        guards=[_admin_guard(settings)],
+        security=[{"BearerToken": []}],
+    )
+    return Litestar(
+        route_handlers=[receive_webhook, health, ready, metrics, admin],
+        dependencies={
+            "processor": Provide(runtime.get_processor, sync_to_thread=False),
+            "settings": Provide(runtime.get_settings, sync_to_thread=False),
+            "runtime": Provide(lambda: runtime, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[CorrelationMiddleware],
+        lifespan=[lifespan],
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=OpenAPIConfig(title="tsrevel", version=__version__, path="/schema"),
+        logging_config=None,
+    )
+
+
+async def _resolve(value: Any) -> Any:
+    """dependency-injector answers an awaitable once async resources are involved; accept both."""
+    import inspect
+
+    return await value if inspect.isawaitable(value) else value
