@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import click
@@ -62,7 +63,14 @@ def serve(host: str, port: int) -> None:
         )
     click.echo(f"Then look at it: curl -sS {url}/health   (admin endpoints need TSREVEL_ADMIN_TOKEN)", err=True)
     app = create_app(container)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler that
+    # was there before it: make that handler a clean exit, so a stop after draining is exit 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=15)
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    sys.exit(0)
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m tsrevel.entrypoints.cli

@@ -18,7 +18,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.params import FromPath, FromQuery, Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from tsrevel.domain import deliveries as st
@@ -359,7 +359,7 @@ async def delete_flags(processor: NamedDependency[Processor]) -> dict[str, Any]:
 @get("/admin/deliveries", summary="Recent deliveries, newest first")
 async def list_deliveries(
     processor: NamedDependency[Processor],
-    state_filter: Annotated[str | None, Parameter(query="state", required=False)] = None,
+    state_filter: Annotated[str | None, QueryParameter(name="state")] = None,
     limit: FromQuery[int] = 50,
 ) -> dict[str, Any]:
     # "state" is a reserved handler parameter name in Litestar, hence the alias.
