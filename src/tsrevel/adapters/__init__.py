@@ -1,0 +1,1 @@
+"""Adapters: one module per technology behind the domain ports (stores, Revel, SendGrid, TripleSeat)."""

@@ -1,0 +1,490 @@
+"""An in-memory Store with the same semantics as the SQLite one, for unit tests and the library's harness.
+
+State lives in this process only and is lost when it ends; a lock makes each method atomic even when
+the store is shared between threads (an app under a test client and a worker, say).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import attrs
+
+from tsrevel.adapters.store_common import (
+    NOTE_CLAIMED,
+    NOTE_TAKEN_OVER,
+    check_email_state,
+    check_finish_state,
+    check_new_state,
+    check_replayable,
+    intake_note,
+    missing_delivery,
+    utc,
+    utc_or_none,
+)
+from tsrevel.domain.deliveries import (
+    DONE,
+    LEDGER_CREATED,
+    LEDGER_PENDING,
+    PENDING_STATES,
+    PROCESSING,
+    QUEUED,
+    REPLAYABLE_STATES,
+    RETRYING,
+    Delivery,
+    LedgerEntry,
+    NewDelivery,
+    TimelineEntry,
+)
+from tsrevel.domain.orders import OrderRef
+from tsrevel.domain.ports import (
+    BUSY,
+    EMAIL_PENDING,
+    EMAIL_RETRYING,
+    EMAIL_SENDING,
+    EMAIL_SENT,
+    EXISTING,
+    RESERVED,
+    AuditEntry,
+    EmailMessage,
+    FlagOverrides,
+    OutboxEmail,
+    Reservation,
+)
+
+
+@attrs.frozen
+class _Outboxed:
+    """An outbox email plus its lease expiry, which OutboxEmail does not expose."""
+
+    email: OutboxEmail
+    lease_until: datetime | None = None
+
+
+class MemoryStore:
+    """Keeps deliveries, the order ledger, flags, the outbox and audit in dicts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+        self._deliveries: dict[int, Delivery] = {}
+        self._ids_by_key: dict[str, int] = {}
+        self._orders: dict[str, LedgerEntry] = {}  # insertion order is "oldest first"
+        self._flags = FlagOverrides()
+        self._emails: dict[int, _Outboxed] = {}
+        self._audit: list[AuditEntry] = []
+        self._delivery_ids = itertools.count(1)
+        self._email_ids = itertools.count(1)
+        self._audit_ids = itertools.count(1)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        self._check_open()
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def check_writable(self) -> None:
+        self._check_open()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the memory store is closed")
+
+    # -- deliveries -------------------------------------------------------------------------------
+
+    async def add_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]:
+        check_new_state(new.state)
+        received_at = utc(new.received_at)
+        with self._lock:
+            self._check_open()
+            existing = self._ids_by_key.get(new.key)
+            if existing is not None:
+                return self._deliveries[existing], False
+            delivery = Delivery(
+                id=next(self._delivery_ids),
+                key=new.key,
+                body=new.body,
+                correlation_id=new.correlation_id,
+                received_at=received_at,
+                trigger_type=new.trigger_type,
+                event_id=new.event_id,
+                state=new.state,
+                last_error=new.error,
+                updated_at=received_at,
+                timeline=(TimelineEntry(at=received_at, state=new.state, note=intake_note(new)),),
+            )
+            self._deliveries[delivery.id] = delivery
+            self._ids_by_key[new.key] = delivery.id
+            return delivery, True
+
+    async def get_delivery(self, delivery_id: int) -> Delivery:
+        with self._lock:
+            self._check_open()
+            return self._get(delivery_id)
+
+    async def list_deliveries(self, *, state: str | None = None, limit: int = 50) -> list[Delivery]:
+        with self._lock:
+            self._check_open()
+            newest_first = sorted(self._deliveries.values(), key=lambda d: d.id, reverse=True)
+            chosen = [d for d in newest_first if state is None or d.state == state][: max(limit, 0)]
+            return [attrs.evolve(d, timeline=()) for d in chosen]
+
+    async def count_by_state(self) -> dict[str, int]:
+        with self._lock:
+            self._check_open()
+            counts: dict[str, int] = {}
+            for delivery in self._deliveries.values():
+                counts[delivery.state] = counts.get(delivery.state, 0) + 1
+            return counts
+
+    async def oldest_pending(self) -> datetime | None:
+        with self._lock:
+            self._check_open()
+            pending = [d.received_at for d in self._deliveries.values() if d.state in PENDING_STATES]
+            return min(pending, default=None)
+
+    # -- the worker's lease -----------------------------------------------------------------------
+
+    async def claim_delivery(
+        self, *, now: datetime, lease_until: datetime, delivery_id: int | None = None
+    ) -> Delivery | None:
+        now, lease_until = utc(now), utc(lease_until)
+        with self._lock:
+            self._check_open()
+            for delivery in sorted(self._deliveries.values(), key=lambda d: d.id):
+                if delivery_id is not None and delivery.id != delivery_id:
+                    continue
+                if _claimable(delivery, now) and not self._event_leased_elsewhere(delivery, now):
+                    note = NOTE_TAKEN_OVER if delivery.state == PROCESSING else NOTE_CLAIMED
+                    return self._update(
+                        delivery,
+                        now,
+                        note,
+                        state=PROCESSING,
+                        lease_token=delivery.lease_token + 1,
+                        lease_until=lease_until,
+                    )
+            return None
+
+    async def add_note(self, delivery_id: int, *, token: int, now: datetime, note: str) -> bool:
+        now = utc(now)
+        with self._lock:
+            self._check_open()
+            delivery = self._deliveries.get(delivery_id)
+            if delivery is None or not _holds_live_lease(delivery, token, now):
+                return False
+            self._update(delivery, now, note, touch=False)
+            return True
+
+    async def finish(
+        self,
+        delivery_id: int,
+        *,
+        token: int,
+        state: str,
+        now: datetime,
+        note: str,
+        error: str | None = None,
+        attempts: int | None = None,
+        next_attempt_at: datetime | None = None,
+        result: str | None = None,
+        order_reference: str | None = None,
+        emails: Sequence[EmailMessage] = (),
+        release_event_id: str | None = None,
+    ) -> bool:
+        check_finish_state(state)
+        now, next_attempt_at = utc(now), utc_or_none(next_attempt_at)
+        with self._lock:
+            self._check_open()
+            delivery = self._deliveries.get(delivery_id)
+            if delivery is None or not _holds_lease(delivery, token):
+                return False
+            changes: dict[str, object] = {"state": state, "next_attempt_at": next_attempt_at, "lease_until": None}
+            optional = {"last_error": error, "attempts": attempts, "result": result, "order_reference": order_reference}
+            changes.update({name: value for name, value in optional.items() if value is not None})
+            self._update(delivery, now, note, **changes)
+            self._outbox(emails, now)
+            entry = self._orders.get(release_event_id) if release_event_id is not None else None
+            if entry is not None and entry.state == LEDGER_PENDING and entry.delivery_id == delivery_id:
+                del self._orders[entry.event_id]
+            return True
+
+    # -- the order ledger -------------------------------------------------------------------------
+
+    async def reserve_order(
+        self, *, event_id: str, reference: str, establishment_id: int, delivery_id: int, token: int, now: datetime
+    ) -> Reservation:
+        now = utc(now)
+        with self._lock:
+            self._check_open()
+            delivery = self._deliveries.get(delivery_id)
+            if delivery is None or not _holds_lease(delivery, token):
+                return Reservation(outcome=BUSY)
+            entry = self._orders.get(event_id)
+            if entry is None:
+                entry = LedgerEntry(
+                    event_id=event_id,
+                    reference=reference,
+                    establishment_id=establishment_id,
+                    delivery_id=delivery_id,
+                    state=LEDGER_PENDING,
+                    created_at=now,
+                    updated_at=now,
+                )
+                self._orders[event_id] = entry
+                return Reservation(outcome=RESERVED, entry=entry)
+            if entry.state == LEDGER_CREATED:
+                return Reservation(outcome=EXISTING, entry=entry)
+            if entry.delivery_id == delivery_id:
+                return Reservation(outcome=RESERVED, entry=entry)
+            owner = self._deliveries.get(entry.delivery_id)
+            if owner is not None and _leased(owner, now):
+                return Reservation(outcome=BUSY, entry=entry)
+            # The owner finished, died or is waiting to retry: its slot passes to this delivery.
+            # reference and establishment stay, so the caller looks where a lost create may have gone.
+            entry = attrs.evolve(entry, delivery_id=delivery_id, updated_at=now)
+            self._orders[event_id] = entry
+            return Reservation(outcome=RESERVED, entry=entry)
+
+    async def complete_order(
+        self,
+        *,
+        event_id: str,
+        delivery_id: int,
+        token: int,
+        ref: OrderRef,
+        snapshot: str,
+        now: datetime,
+        note: str,
+        emails: Sequence[EmailMessage] = (),
+    ) -> bool:
+        now = utc(now)
+        with self._lock:
+            self._check_open()
+            delivery = self._deliveries.get(delivery_id)
+            entry = self._orders.get(event_id)
+            if delivery is None or not _holds_lease(delivery, token):
+                return False
+            if entry is None or entry.delivery_id != delivery_id:
+                return False
+            self._orders[event_id] = attrs.evolve(
+                entry,
+                state=LEDGER_CREATED,
+                revel_order_id=ref.order_id,
+                revel_uri=ref.resource_uri,
+                snapshot=snapshot,
+                updated_at=now,
+            )
+            self._update(delivery, now, note, state=DONE, order_reference=entry.reference, lease_until=None)
+            self._outbox(emails, now)
+            return True
+
+    async def get_order(self, event_id: str) -> LedgerEntry | None:
+        with self._lock:
+            self._check_open()
+            return self._orders.get(event_id)
+
+    async def list_orders(self, *, limit: int = 100) -> list[LedgerEntry]:
+        with self._lock:
+            self._check_open()
+            return list(reversed(self._orders.values()))[: max(limit, 0)]
+
+    async def forget_order(self, event_id: str) -> bool:
+        with self._lock:
+            self._check_open()
+            return self._orders.pop(event_id, None) is not None
+
+    # -- replay -----------------------------------------------------------------------------------
+
+    async def replay_delivery(self, delivery_id: int, *, now: datetime, note: str) -> bool:
+        now = utc(now)
+        with self._lock:
+            self._check_open()
+            delivery = self._get(delivery_id)
+            if delivery.state not in REPLAYABLE_STATES:
+                return False
+            self._requeue(delivery, now, note)
+            return True
+
+    async def replay_state(self, state: str, *, now: datetime, note: str) -> int:
+        check_replayable(state)
+        now = utc(now)
+        with self._lock:
+            self._check_open()
+            chosen = [d for d in sorted(self._deliveries.values(), key=lambda d: d.id) if d.state == state]
+            for delivery in chosen:
+                self._requeue(delivery, now, note)
+            return len(chosen)
+
+    # -- flags ------------------------------------------------------------------------------------
+
+    async def get_flags(self) -> FlagOverrides:
+        with self._lock:
+            self._check_open()
+            return self._flags
+
+    async def set_flags(
+        self, *, enable_connector: bool | None, dry_run: bool | None, actor: str, reason: str, now: datetime
+    ) -> FlagOverrides:
+        now = utc(now)
+        with self._lock:
+            self._check_open()
+            old = self._flags
+            self._flags = FlagOverrides(
+                enable_connector=old.enable_connector if enable_connector is None else enable_connector,
+                dry_run=old.dry_run if dry_run is None else dry_run,
+                actor=actor,
+                reason=reason,
+                updated_at=now,
+            )
+            return self._flags
+
+    async def clear_flags(self, *, actor: str, reason: str, now: datetime) -> None:
+        now = utc(now)
+        with self._lock:
+            self._check_open()
+            self._flags = FlagOverrides(actor=actor, reason=reason, updated_at=now)
+
+    # -- the email outbox -------------------------------------------------------------------------
+
+    async def claim_email(self, *, now: datetime, lease_until: datetime) -> OutboxEmail | None:
+        now, lease_until = utc(now), utc(lease_until)
+        with self._lock:
+            self._check_open()
+            for email_id in sorted(self._emails):
+                row = self._emails[email_id]
+                if _email_claimable(row, now):
+                    email = attrs.evolve(row.email, state=EMAIL_SENDING, lease_token=row.email.lease_token + 1)
+                    self._emails[email_id] = _Outboxed(email, lease_until)
+                    return email
+            return None
+
+    async def finish_email(
+        self,
+        email_id: int,
+        *,
+        token: int,
+        state: str,
+        now: datetime,
+        error: str | None = None,
+        attempts: int | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        check_email_state(state)
+        now, next_attempt_at = utc(now), utc_or_none(next_attempt_at)
+        with self._lock:
+            self._check_open()
+            row = self._emails.get(email_id)
+            if row is None or row.email.lease_token != token or row.email.state != EMAIL_SENDING:
+                return False
+            email = attrs.evolve(
+                row.email,
+                state=state,
+                next_attempt_at=next_attempt_at,
+                last_error=row.email.last_error if error is None else error,
+                attempts=row.email.attempts if attempts is None else attempts,
+                sent_at=now if state == EMAIL_SENT else row.email.sent_at,
+            )
+            self._emails[email_id] = _Outboxed(email)
+            return True
+
+    async def list_emails(self, *, delivery_id: int | None = None, limit: int = 100) -> list[OutboxEmail]:
+        with self._lock:
+            self._check_open()
+            emails = [self._emails[i].email for i in sorted(self._emails)]
+            chosen = [e for e in emails if delivery_id is None or e.message.delivery_id == delivery_id]
+            return chosen[: max(limit, 0)]
+
+    # -- audit ------------------------------------------------------------------------------------
+
+    async def add_audit(self, *, actor: str, action: str, detail: str, reason: str, now: datetime) -> None:
+        now = utc(now)
+        with self._lock:
+            self._check_open()
+            self._audit.append(
+                AuditEntry(id=next(self._audit_ids), at=now, actor=actor, action=action, detail=detail, reason=reason)
+            )
+
+    async def list_audit(self, *, limit: int = 100) -> list[AuditEntry]:
+        with self._lock:
+            self._check_open()
+            return list(reversed(self._audit))[: max(limit, 0)]
+
+    # -- helpers (called with the lock held) ------------------------------------------------------
+
+    def _get(self, delivery_id: int) -> Delivery:
+        delivery = self._deliveries.get(delivery_id)
+        if delivery is None:
+            raise missing_delivery(delivery_id)
+        return delivery
+
+    def _event_leased_elsewhere(self, delivery: Delivery, now: datetime) -> bool:
+        if delivery.event_id is None:
+            return False
+        return any(
+            other.id != delivery.id and other.event_id == delivery.event_id and _leased(other, now)
+            for other in self._deliveries.values()
+        )
+
+    def _update(
+        self, delivery: Delivery, now: datetime, note: str, *, touch: bool = True, **changes: object
+    ) -> Delivery:
+        """Apply changes and append a timeline entry in the resulting state."""
+        if touch:
+            changes["updated_at"] = now
+        changed = attrs.evolve(delivery, **changes)
+        entry = TimelineEntry(at=now, state=changed.state, note=note)
+        changed = attrs.evolve(changed, timeline=(*changed.timeline, entry))
+        self._deliveries[delivery.id] = changed
+        return changed
+
+    def _requeue(self, delivery: Delivery, now: datetime, note: str) -> None:
+        self._update(delivery, now, note, state=QUEUED, attempts=0, next_attempt_at=None, lease_until=None)
+
+    def _outbox(self, messages: Iterable[EmailMessage], now: datetime) -> None:
+        for message in messages:
+            email_id = next(self._email_ids)
+            self._emails[email_id] = _Outboxed(
+                OutboxEmail(id=email_id, message=message, state=EMAIL_PENDING, created_at=now)
+            )
+
+
+def _leased(delivery: Delivery, now: datetime) -> bool:
+    """Whether a worker currently owns the delivery."""
+    return delivery.state == PROCESSING and delivery.lease_until is not None and delivery.lease_until >= now
+
+
+def _holds_lease(delivery: Delivery, token: int) -> bool:
+    """The fence for commits: the token is current and nobody moved the delivery on."""
+    return delivery.state == PROCESSING and delivery.lease_token == token
+
+
+def _holds_live_lease(delivery: Delivery, token: int, now: datetime) -> bool:
+    return _holds_lease(delivery, token) and _leased(delivery, now)
+
+
+def _claimable(delivery: Delivery, now: datetime) -> bool:
+    # A missing next_attempt_at or lease_until counts as "due": a row must never be stuck for good.
+    if delivery.state == QUEUED:
+        return True
+    if delivery.state == RETRYING:
+        return delivery.next_attempt_at is None or delivery.next_attempt_at <= now
+    if delivery.state == PROCESSING:
+        return delivery.lease_until is None or delivery.lease_until < now
+    return False
+
+
+def _email_claimable(row: _Outboxed, now: datetime) -> bool:
+    email = row.email
+    if email.state == EMAIL_PENDING:
+        return True
+    if email.state == EMAIL_RETRYING:
+        return email.next_attempt_at is None or email.next_attempt_at <= now
+    if email.state == EMAIL_SENDING:
+        return row.lease_until is None or row.lease_until < now
+    return False
