@@ -888,3 +888,25 @@ class TestSqliteStore:
             assert (delivery.key, delivery.state) == ("killed", QUEUED)
         finally:
             await store.close()
+
+
+@pytest.mark.anyio
+class TestValuesAndPruning:
+    async def test_a_named_value_is_kept_and_replaced(self, store):
+        assert await store.get_value("tripleseat.refresh_token") is None
+        await store.put_value("tripleseat.refresh_token", "r1", now=T0)
+        await store.put_value("tripleseat.refresh_token", "r2", now=at(1))
+        assert await store.get_value("tripleseat.refresh_token") == "r2"
+
+    async def test_pruning_removes_old_terminal_deliveries_only(self, store):
+        old_done = await add(store, event_id="evt-old")
+        claimed = await claim(store, at(1))
+        assert await store.finish(old_done.id, token=claimed.lease_token, state=DONE, now=at(2), note="done")
+        pending = await add(store, event_id="evt-pending")
+        assert await store.prune_history(older_than=at(1)) == 0
+        assert await store.prune_history(older_than=at(3)) == 1
+        with pytest.raises(NotFound):
+            await store.get_delivery(old_done.id)
+        assert (await store.get_delivery(pending.id)).state == QUEUED
+        # The same body can no longer be recognised as a duplicate, but the ledger still guards the order.
+        assert await store.prune_history(older_than=at(3)) == 0

@@ -34,6 +34,7 @@ from tsrevel.domain.deliveries import (
     QUEUED,
     REPLAYABLE_STATES,
     RETRYING,
+    TERMINAL_STATES,
     Delivery,
     LedgerEntry,
     NewDelivery,
@@ -79,6 +80,7 @@ class MemoryStore:
         self._delivery_ids = itertools.count(1)
         self._email_ids = itertools.count(1)
         self._audit_ids = itertools.count(1)
+        self._values: dict[str, str] = {}
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -414,6 +416,36 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             return list(reversed(self._audit))[: max(limit, 0)]
+
+    async def get_value(self, name: str) -> str | None:
+        with self._lock:
+            self._check_open()
+            return self._values.get(name)
+
+    async def put_value(self, name: str, value: str, *, now: datetime) -> None:
+        with self._lock:
+            self._check_open()
+            self._values[name] = value
+
+    async def prune_history(self, *, older_than: datetime) -> int:
+        older_than = utc(older_than)
+        with self._lock:
+            self._check_open()
+            doomed = [
+                d.id
+                for d in self._deliveries.values()
+                if d.state in TERMINAL_STATES and d.updated_at is not None and d.updated_at < older_than
+            ]
+            for delivery_id in doomed:
+                delivery = self._deliveries.pop(delivery_id)
+                self._ids_by_key.pop(delivery.key, None)
+            gone = set(doomed)
+            for email_id in [
+                i for i, e in self._emails.items()
+                if e.email.message.delivery_id in gone and e.email.state in ("sent", "unsent", "failed")
+            ]:
+                del self._emails[email_id]
+            return len(doomed)
 
     # -- helpers (called with the lock held) ------------------------------------------------------
 

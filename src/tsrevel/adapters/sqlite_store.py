@@ -38,6 +38,7 @@ from tsrevel.domain.deliveries import (
     QUEUED,
     REPLAYABLE_STATES,
     RETRYING,
+    TERMINAL_STATES,
     Delivery,
     LedgerEntry,
     NewDelivery,
@@ -146,6 +147,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             reason TEXT NOT NULL
         )""",
         "CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL)",
+    ),
+    (
+        # Small named values that must survive restarts (e.g. a rotated OAuth refresh token).
+        "CREATE TABLE kv (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        "CREATE INDEX deliveries_by_updated ON deliveries (updated_at)",
     ),
 )
 
@@ -340,6 +346,15 @@ class SqliteStore:
 
     async def list_audit(self, *, limit: int = 100) -> list[AuditEntry]:
         return await self._read(_list_audit, limit)
+
+    async def get_value(self, name: str) -> str | None:
+        return await self._read(_get_value, name)
+
+    async def put_value(self, name: str, value: str, *, now: datetime) -> None:
+        await self._write(_put_value, name, value, time_text(now))
+
+    async def prune_history(self, *, older_than: datetime) -> int:
+        return await self._write(_prune_history, time_text(older_than))
 
     # -- running on the connection's thread -------------------------------------------------------
 
@@ -923,3 +938,47 @@ def _bool_or_none(value: int | None) -> bool | None:
 
 def _int_or_none(value: bool | None) -> int | None:
     return None if value is None else int(value)
+
+
+def _get_value(conn: sqlite3.Connection, name: str) -> str | None:
+    row = conn.execute("SELECT value FROM kv WHERE name = ?", (name,)).fetchone()
+    return None if row is None else row["value"]
+
+
+def _put_value(conn: sqlite3.Connection, name: str, value: str, now: str) -> None:
+    conn.execute(
+        "INSERT INTO kv (name, value, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        (name, value, now),
+    )
+
+
+_PRUNABLE = tuple(sorted(TERMINAL_STATES))
+
+
+def _prune_history(conn: sqlite3.Connection, older_than: str) -> int:
+    """Delete terminal deliveries last touched before older_than, with their timelines and settled emails.
+
+    Pending deliveries, the order ledger (it is what prevents a second order) and the audit
+    log are never pruned. Emails still waiting to be sent are kept.
+    """
+    marks = ",".join("?" for _ in _PRUNABLE)
+    ids = [
+        row["id"]
+        for row in conn.execute(
+            f"SELECT id FROM deliveries WHERE state IN ({marks}) AND updated_at < ?", (*_PRUNABLE, older_than)
+        ).fetchall()
+    ]
+    if not ids:
+        return 0
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS prune_ids (id INTEGER PRIMARY KEY)")
+    conn.execute("DELETE FROM prune_ids")
+    conn.executemany("INSERT INTO prune_ids (id) VALUES (?)", [(i,) for i in ids])
+    conn.execute("DELETE FROM timeline WHERE delivery_id IN (SELECT id FROM prune_ids)")
+    conn.execute(
+        "DELETE FROM emails WHERE delivery_id IN (SELECT id FROM prune_ids) AND state IN (?, ?, ?)",
+        ("sent", "unsent", "failed"),
+    )
+    conn.execute("DELETE FROM deliveries WHERE id IN (SELECT id FROM prune_ids)")
+    conn.execute("DELETE FROM prune_ids")
+    return len(ids)
