@@ -1,0 +1,308 @@
+"""In-memory, recording fakes of Revel, the mailer, TripleSeat and the clock, with scriptable faults; performs no I/O.
+
+They are for unit tests and for rehearsing incidents (a Revel outage, a timeout after a create,
+revoked keys) without touching a real system. Assert on their state (``.created``, ``.sent``),
+not on call order, unless the order is the point.
+
+Faults: ``fake.script(Fault.transient(n=2), Fault.create_then_timeout())`` queues faults. Every
+call of the fake (``find``, ``create``, ``send``, ``fetch``) looks at the *head* of the queue
+only: if the head applies to the call it is used (one of its ``n``), otherwise the call runs
+normally and the head waits. A fault applies to every kind of call unless limited with
+``on="find"`` (or ``"create"``, ``"send"``, ``"fetch"``); ``create_then_timeout`` applies only
+to calls with a side effect (``create``, ``send``), so a lookup just before the create passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from datetime import datetime, timedelta, timezone
+
+import attrs
+
+from tsrevel.domain.errors import GatewayError
+from tsrevel.domain.events import TripleSeatEvent
+from tsrevel.domain.orders import OrderRef, RevelOrder
+from tsrevel.domain.ports import Clock, EmailMessage
+
+TRANSIENT = "transient"
+PERMANENT = "permanent"
+RATE_LIMITED = "rate_limited"
+CREDENTIALS = "credentials"
+TIMEOUT = "timeout"
+CREATE_THEN_TIMEOUT = "create_then_timeout"
+
+# Calls that change the far side; only they can "succeed, then time out".
+_SIDE_EFFECTS = frozenset({"create", "send"})
+
+
+@attrs.frozen(kw_only=True)
+class Fault:
+    """One scripted failure, used by the next ``times`` calls it applies to."""
+
+    kind: str
+    times: int = 1
+    on: str | None = None
+    status: int | None = None
+    retry_after_s: float | None = None
+    message: str = ""
+
+    @classmethod
+    def transient(cls, n: int = 1, *, status: int = 503, on: str | None = None) -> Fault:
+        """An HTTP 5xx; on a create, Revel may or may not have kept the order (nothing is stored)."""
+        return cls(kind=TRANSIENT, times=n, on=on, status=status)
+
+    @classmethod
+    def timeout(cls, n: int = 1, *, on: str | None = None) -> Fault:
+        """No answer in time; nothing is stored."""
+        return cls(kind=TIMEOUT, times=n, on=on)
+
+    @classmethod
+    def permanent(cls, *, status: int = 422, message: str = "invalid order", on: str | None = None) -> Fault:
+        """The request itself is refused (400/404/422)."""
+        return cls(kind=PERMANENT, on=on, status=status, message=message)
+
+    @classmethod
+    def rate_limited(cls, retry_after_s: float, n: int = 1, *, on: str | None = None) -> Fault:
+        """HTTP 429 asking to come back after retry_after_s seconds of the fake's clock."""
+        return cls(kind=RATE_LIMITED, times=n, on=on, status=429, retry_after_s=retry_after_s)
+
+    @classmethod
+    def credentials(cls, *, status: int = 401, on: str | None = None) -> Fault:
+        """The keys are refused (401/403)."""
+        return cls(kind=CREDENTIALS, on=on, status=status)
+
+    @classmethod
+    def create_then_timeout(cls) -> Fault:
+        """The far side does the work (stores the order, sends the mail), then the caller times out."""
+        return cls(kind=CREATE_THEN_TIMEOUT)
+
+    def applies_to(self, operation: str) -> bool:
+        if self.on is not None and self.on != operation:
+            return False
+        return self.kind != CREATE_THEN_TIMEOUT or operation in _SIDE_EFFECTS
+
+    def error(self, what: str, *, operation: str, now: datetime) -> GatewayError:
+        """The GatewayError the real adapter would raise for this fault."""
+        # The real adapters flag every transient create failure after sending as outcome unknown.
+        unknown = operation == "create"
+        if self.kind == TRANSIENT:
+            return GatewayError.transient(f"{what}: HTTP {self.status} (scripted)", status=self.status, outcome_unknown=unknown)
+        if self.kind in (TIMEOUT, CREATE_THEN_TIMEOUT):
+            return GatewayError.transient(f"{what}: timed out (scripted)", outcome_unknown=unknown)
+        if self.kind == RATE_LIMITED:
+            retry_after = now + timedelta(seconds=self.retry_after_s or 0)
+            return GatewayError.transient(f"{what}: rate limited (scripted)", status=429, retry_after=retry_after)
+        if self.kind == CREDENTIALS:
+            return GatewayError.credentials(f"{what}: HTTP {self.status}: key refused (scripted)", status=self.status)
+        return GatewayError.permanent(f"{what}: HTTP {self.status}: {self.message} (scripted)", status=self.status)
+
+
+@attrs.define
+class _Queued:
+    fault: Fault
+    left: int
+
+
+class FaultScript:
+    """A queue of faults; each call takes the head if it applies (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._queue: deque[_Queued] = deque()
+
+    def add(self, *faults: Fault) -> None:
+        self._queue.extend(_Queued(fault, fault.times) for fault in faults if fault.times > 0)
+
+    def take(self, operation: str) -> Fault | None:
+        """The fault for this call, or None when the head of the queue does not apply to it."""
+        if not self._queue or not self._queue[0].fault.applies_to(operation):
+            return None
+        head = self._queue[0]
+        head.left -= 1
+        if head.left == 0:
+            self._queue.popleft()
+        return head.fault
+
+    def clear(self) -> None:
+        self._queue.clear()
+
+    @property
+    def pending(self) -> list[Fault]:
+        """Faults not used up yet, in order (one entry per scripted fault)."""
+        return [queued.fault for queued in self._queue]
+
+
+class ManualClock:
+    """A clock that stands still until told to move; always timezone-aware UTC."""
+
+    def __init__(self, start: datetime = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)) -> None:
+        if start.tzinfo is None:
+            raise ValueError("ManualClock needs a timezone-aware start")
+        self._now = start.astimezone(timezone.utc)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> datetime:
+        """Move forward by seconds and return the new time."""
+        self._now += timedelta(seconds=seconds)
+        return self._now
+
+    def set(self, moment: datetime) -> None:
+        if moment.tzinfo is None:
+            raise ValueError("ManualClock needs timezone-aware times")
+        self._now = moment.astimezone(timezone.utc)
+
+
+# A fixed clock is a manual clock nobody advances; the second name reads better in some tests.
+FixedClock = ManualClock
+
+
+class _UtcClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class FakeRevel:
+    """OrderGateway in memory; like Revel it never deduplicates, so a second create is a second order.
+
+    ``orders`` holds the latest order per local_id, ``created`` every order ever stored (a
+    duplicate shows as ``len(created) > len(orders)``), ``lookups`` every find_order reference,
+    ``calls`` every call as ``"find <ref>"`` / ``"create <ref>"``, faulted ones included.
+    """
+
+    def __init__(self, *, clock: Clock | None = None, delay_s: float = 0.0, first_id: int = 1001) -> None:
+        self.orders: dict[str, RevelOrder] = {}
+        self.refs: dict[str, OrderRef] = {}
+        self.created: list[RevelOrder] = []
+        self.lookups: list[str] = []
+        self.calls: list[str] = []
+        self.correlation_ids: list[str] = []
+        self.delay_s = delay_s
+        self._clock: Clock = clock or _UtcClock()
+        self._faults = FaultScript()
+        self._ids = itertools.count(first_id)
+
+    def script(self, *faults: Fault) -> None:
+        """Queue faults for the next calls."""
+        self._faults.add(*faults)
+
+    @property
+    def pending_faults(self) -> list[Fault]:
+        return self._faults.pending
+
+    def seed(self, order: RevelOrder) -> OrderRef:
+        """Put an order in Revel as if someone had created it earlier (not recorded as a call)."""
+        return self._store(order)
+
+    async def find_order(self, establishment_id: int, reference: str, *, correlation_id: str) -> OrderRef | None:
+        self.calls.append(f"find {reference}")
+        self.lookups.append(reference)
+        self.correlation_ids.append(correlation_id)
+        await self._delay()
+        fault = self._faults.take("find")
+        if fault is not None:
+            raise fault.error(f"FakeRevel lookup of {reference}", operation="find", now=self._clock.now())
+        found = self.orders.get(reference)
+        # Revel filters by establishment too; an order under another establishment is not found.
+        return self.refs[reference] if found is not None and found.establishment_id == establishment_id else None
+
+    async def create_order(self, order: RevelOrder, *, correlation_id: str) -> OrderRef:
+        self.calls.append(f"create {order.local_id}")
+        self.correlation_ids.append(correlation_id)
+        await self._delay()
+        fault = self._faults.take("create")
+        if fault is None:
+            return self._store(order)
+        if fault.kind == CREATE_THEN_TIMEOUT:
+            self._store(order)
+        raise fault.error(f"FakeRevel create of {order.local_id}", operation="create", now=self._clock.now())
+
+    def _store(self, order: RevelOrder) -> OrderRef:
+        order_id = next(self._ids)
+        ref = OrderRef(order_id, f"/resources/Order/{order_id}/")
+        self.orders[order.local_id] = order
+        self.refs[order.local_id] = ref
+        self.created.append(order)
+        return ref
+
+    async def _delay(self) -> None:
+        if self.delay_s > 0:
+            await asyncio.sleep(self.delay_s)
+
+
+class FakeMailer:
+    """Mailer in memory: ``sent`` holds every message delivered, ``calls`` every attempt as ``"send <outbox id>"``."""
+
+    def __init__(self, *, clock: Clock | None = None, delay_s: float = 0.0) -> None:
+        self.sent: list[EmailMessage] = []
+        self.outbox_ids: list[int] = []
+        self.calls: list[str] = []
+        self.delay_s = delay_s
+        self._clock: Clock = clock or _UtcClock()
+        self._faults = FaultScript()
+
+    def script(self, *faults: Fault) -> None:
+        """Queue faults for the next sends; create_then_timeout means "delivered, then timed out"."""
+        self._faults.add(*faults)
+
+    @property
+    def pending_faults(self) -> list[Fault]:
+        return self._faults.pending
+
+    async def send(self, message: EmailMessage, *, outbox_id: int) -> None:
+        self.calls.append(f"send {outbox_id}")
+        if self.delay_s > 0:
+            await asyncio.sleep(self.delay_s)
+        fault = self._faults.take("send")
+        if fault is None or fault.kind == CREATE_THEN_TIMEOUT:
+            self.sent.append(message)
+            self.outbox_ids.append(outbox_id)
+        if fault is not None:
+            raise fault.error(f"FakeMailer send of {message.kind}", operation="send", now=self._clock.now())
+
+
+class FakeTripleSeat:
+    """EventSource in memory: ``events`` by id; ``fetched`` every requested id, faulted ones included."""
+
+    def __init__(self, *events: TripleSeatEvent, clock: Clock | None = None, delay_s: float = 0.0) -> None:
+        self.events: dict[str, TripleSeatEvent] = {event.id: event for event in events}
+        self.fetched: list[str] = []
+        self.delay_s = delay_s
+        self._clock: Clock = clock or _UtcClock()
+        self._faults = FaultScript()
+
+    def add(self, event: TripleSeatEvent) -> None:
+        self.events[event.id] = event
+
+    def script(self, *faults: Fault) -> None:
+        """Queue faults for the next fetches."""
+        self._faults.add(*faults)
+
+    @property
+    def pending_faults(self) -> list[Fault]:
+        return self._faults.pending
+
+    async def fetch_event(self, event_id: str, *, correlation_id: str) -> TripleSeatEvent:
+        self.fetched.append(event_id)
+        if self.delay_s > 0:
+            await asyncio.sleep(self.delay_s)
+        fault = self._faults.take("fetch")
+        if fault is not None:
+            raise fault.error(f"FakeTripleSeat fetch of event {event_id}", operation="fetch", now=self._clock.now())
+        try:
+            return self.events[event_id]
+        except KeyError:
+            raise GatewayError.permanent(f"FakeTripleSeat fetch of event {event_id}: HTTP 404: no such event", status=404) from None
+
+
+__all__ = [
+    "Fault",
+    "FaultScript",
+    "FakeMailer",
+    "FakeRevel",
+    "FakeTripleSeat",
+    "FixedClock",
+    "ManualClock",
+]

@@ -1,0 +1,401 @@
+"""Revel's REST API over an injected httpx.AsyncClient: maps orders to the wire and classifies failures, nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from tsrevel.domain.errors import GatewayError
+from tsrevel.domain.orders import OrderLine, OrderRef, RevelOrder
+
+ORDERS_PATH = "/resources/Order/"
+CREATE_PATH = "/resources/OrderAllInOne/"
+ESTABLISHMENTS_PATH = "/enterprise/Establishment/"
+PRODUCTS_PATH = "/resources/Product/"
+
+# uuid5 namespace for order uuids: the same local_id always gives the same uuid, so a retried
+# create sends exactly what the first attempt sent.
+ORDER_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "orders.tsrevel")
+
+EXCERPT_CHARS = 300
+_TRAILING_ID = re.compile(r"/(\d+)/?$")
+
+
+def order_uuid(local_id: str) -> str:
+    """The deterministic order uuid Revel receives for a local_id."""
+    return str(uuid.uuid5(ORDER_UUID_NAMESPACE, local_id))
+
+
+def establishment_uri(establishment_id: int) -> str:
+    return f"/enterprise/Establishment/{establishment_id}/"
+
+
+def product_uri(product_id: int) -> str:
+    return f"/resources/Product/{product_id}/"
+
+
+class HttpxRevelGateway:
+    """OrderGateway for Revel; also lists establishments, products and orders for the CLI's checks."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        api_key: str,
+        api_secret: str,
+        min_interval_s: float = 0.2,
+        page_limit: int = 100,
+        max_pages: int = 20,
+    ) -> None:
+        self._client = client
+        self._auth = f"{api_key}:{api_secret}"
+        self._secrets = tuple(s for s in (self._auth, api_key, api_secret) if s)
+        self._min_interval_s = min_interval_s
+        self._page_limit = page_limit
+        self._max_pages = max_pages
+        self._pace_lock = asyncio.Lock()
+        self._next_start = 0.0
+
+    # ---- OrderGateway ----------------------------------------------------------------------
+
+    async def find_order(self, establishment_id: int, reference: str, *, correlation_id: str) -> OrderRef | None:
+        """The order whose local_id is exactly reference, or None after reading every page."""
+        params = {"establishment": str(establishment_id), "local_id": reference}
+        # No client-side establishment check on the objects: local_id is unique per event anyway,
+        # and a false "not found" here is what would make a duplicate order.
+        pages = self._objects(ORDERS_PATH, params, correlation_id=correlation_id, what=f"lookup of {reference}")
+        async with aclosing(pages):
+            async for obj in pages:
+                if obj.get("local_id") == reference:
+                    return OrderRef(_object_id(obj), _text_or_none(obj.get("resource_uri")))
+        return None
+
+    async def create_order(self, order: RevelOrder, *, correlation_id: str) -> OrderRef:
+        """POST the order to OrderAllInOne; any doubt about whether Revel kept it sets outcome_unknown."""
+        what = f"create of {order.local_id}"
+        body = encode_json(order_body(order)).encode("utf-8")
+        response = await self._send("POST", CREATE_PATH, correlation_id=correlation_id, what=what, content=body, create=True)
+        ref = _created_ref(response)
+        if ref is None:
+            raise GatewayError.transient(
+                f"Revel {what}: HTTP {response.status_code} without an order id in the body or a Location header",
+                status=response.status_code,
+                outcome_unknown=True,
+            )
+        return ref
+
+    # ---- listings for check-mapping and reconcile ------------------------------------------
+
+    async def list_establishments(self, *, correlation_id: str | None = None) -> list[tuple[int, str]]:
+        """Every establishment the key can see, as (id, name)."""
+        cid = correlation_id or _new_correlation_id()
+        return [
+            (_required_id(obj, "Establishment"), _text_or_none(obj.get("name")) or "")
+            async for obj in self._objects(ESTABLISHMENTS_PATH, {}, correlation_id=cid, what="establishment list")
+        ]
+
+    async def list_products(self, establishment_id: int, *, correlation_id: str | None = None) -> list[tuple[int, str]]:
+        """The establishment's products, as (id, name)."""
+        cid = correlation_id or _new_correlation_id()
+        params = {"establishment": str(establishment_id)}
+        return [
+            (_required_id(obj, "Product"), _text_or_none(obj.get("name")) or "")
+            async for obj in self._objects(PRODUCTS_PATH, params, correlation_id=cid, what="product list")
+        ]
+
+    async def list_orders_by_reference_prefix(
+        self,
+        establishment_id: int,
+        prefix: str,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        *,
+        correlation_id: str | None = None,
+    ) -> list[tuple[int, str]]:
+        """Orders whose local_id starts with prefix, as (id, local_id); times are the store's local clock."""
+        cid = correlation_id or _new_correlation_id()
+        params = {"establishment": str(establishment_id), "local_id__startswith": prefix}
+        if created_from is not None:
+            params["created_date__gte"] = _local_time(created_from)
+        if created_to is not None:
+            params["created_date__lte"] = _local_time(created_to)
+        return [
+            (_required_id(obj, "Order"), _text_or_none(obj.get("local_id")) or "")
+            async for obj in self._objects(ORDERS_PATH, params, correlation_id=cid, what=f"order list {prefix}*")
+        ]
+
+    # ---- wire -------------------------------------------------------------------------------
+
+    async def _objects(
+        self, path: str, params: dict[str, str], *, correlation_id: str, what: str
+    ) -> AsyncIterator[Mapping[str, Any]]:
+        """Yield the objects of a Tastypie list, following meta.next for at most max_pages pages."""
+        url = path
+        query: dict[str, str] | None = {**params, "limit": str(self._page_limit)}
+        for _ in range(self._max_pages):
+            response = await self._send("GET", url, params=query, correlation_id=correlation_id, what=what)
+            page = _json_object(response)
+            if page is None:
+                raise GatewayError.transient(
+                    f"Revel {what}: HTTP {response.status_code} answer is not a JSON object", status=response.status_code
+                )
+            objects = page.get("objects")
+            if not isinstance(objects, list):
+                raise GatewayError.transient(f"Revel {what}: answer has no 'objects' list", status=response.status_code)
+            for obj in objects:
+                if isinstance(obj, Mapping):
+                    yield obj
+            meta = page.get("meta")
+            next_url = meta.get("next") if isinstance(meta, Mapping) else None
+            if not next_url:
+                return
+            url, query = self._same_origin(next_url, what), None
+        # Stopping early would turn "not read" into "not there", which for a lookup means a duplicate.
+        raise GatewayError.permanent(
+            f"Revel {what}: more than {self._max_pages} pages of {self._page_limit}; refusing to read a partial list"
+        )
+
+    def _same_origin(self, next_url: object, what: str) -> str:
+        """meta.next, provided it points back at our Revel host: the auth header must not travel elsewhere."""
+        if not isinstance(next_url, str):
+            raise GatewayError.transient(f"Revel {what}: meta.next is not a URL")
+        try:
+            parts = urlsplit(next_url)
+            origin = (parts.scheme, parts.hostname, parts.port or _default_port(parts.scheme))
+        except ValueError:  # a bad IPv6 literal or port
+            raise GatewayError.transient(f"Revel {what}: meta.next is not a URL") from None
+        if not parts.scheme and not parts.netloc:
+            return next_url
+        base = self._client.base_url
+        if origin != (base.scheme, base.host, base.port or _default_port(base.scheme)):
+            raise GatewayError.permanent(
+                f"Revel {what}: meta.next points at another host ({parts.hostname}); not following it"
+            )
+        return next_url
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        correlation_id: str,
+        what: str,
+        params: dict[str, str] | None = None,
+        content: bytes | None = None,
+        create: bool = False,
+    ) -> httpx.Response:
+        """One paced request; returns a 2xx response or raises a classified GatewayError."""
+        headers = {
+            "API-AUTHENTICATION": self._auth,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "X-Correlation-ID": correlation_id,
+        }
+        await self._pace()
+        try:
+            response = await self._client.request(method, url, params=params, content=content, headers=headers)
+        except httpx.RequestError as exc:
+            # `from None`: the httpx exception carries the request, auth header included.
+            raise self._transport_error(exc, what, create=create) from None
+        except httpx.InvalidURL as exc:  # a malformed meta.next; nothing was sent
+            raise GatewayError.permanent(f"Revel {what}: invalid URL ({self._scrub(str(exc))})") from None
+        if 200 <= response.status_code < 300:
+            return response
+        raise self._status_error(response, what, create=create)
+
+    async def _pace(self) -> None:
+        """Space request starts at least min_interval_s apart (Revel is said to allow ~300/min per key)."""
+        async with self._pace_lock:
+            now = time.monotonic()
+            wait = self._next_start - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+                now = time.monotonic()
+            self._next_start = now + self._min_interval_s
+
+    def _transport_error(self, exc: httpx.RequestError, what: str, *, create: bool) -> GatewayError:
+        detail = self._scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+            # Nothing was sent: the base URL or a header value is wrong, and retrying will not fix it.
+            return GatewayError.permanent(f"Revel {what}: request not sendable ({detail})")
+        # Connecting (or waiting for a pooled connection) failed: Revel never saw the request.
+        never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "connection failed"
+        return GatewayError.transient(f"Revel {what}: {kind} ({detail})", outcome_unknown=create and not never_sent)
+
+    def _status_error(self, response: httpx.Response, what: str, *, create: bool) -> GatewayError:
+        status = response.status_code
+        excerpt = self._scrub(body_excerpt(response.content))
+        if status in (401, 403):
+            return GatewayError.credentials(
+                f"Revel refused the API key for {what} (HTTP {status}); check REVEL_API_KEY/REVEL_API_SECRET "
+                f"and the key's access to this resource: {excerpt}",
+                status=status,
+            )
+        if status == 429:
+            return GatewayError.transient(
+                f"Revel rate limit on {what} (HTTP 429)", status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+            )
+        if status >= 500 or status == 408:
+            # The request reached Revel: for a create, it may have been stored before the failure.
+            return GatewayError.transient(f"Revel {what}: HTTP {status}: {excerpt}", status=status, outcome_unknown=create)
+        return GatewayError.permanent(f"Revel {what}: HTTP {status}: {excerpt}", status=status)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+# ---- mapping domain <-> wire ------------------------------------------------------------------
+
+
+def order_body(order: RevelOrder) -> dict[str, Any]:
+    """The OrderAllInOne body for an order; money stays Decimal (see encode_json)."""
+    info: dict[str, Any] = {
+        "establishment": establishment_uri(order.establishment_id),
+        "local_id": order.local_id,
+        "uuid": order_uuid(order.local_id),
+        "dining_option": order.dining_option,
+        "call_name": order.call_name,
+        "notes": order.notes,
+        "web_order": True,
+    }
+    if order.pickup_time is not None:
+        info["pickup_time"] = _local_time(order.pickup_time)
+    return {"orderInfo": info, "items": [_item(line) for line in order.items], "history": [], "payments": []}
+
+
+def _item(line: OrderLine) -> dict[str, Any]:
+    quantity: int | Decimal = int(line.quantity) if line.quantity == line.quantity.to_integral_value() else line.quantity
+    return {
+        "product": product_uri(line.product_id),
+        "quantity": quantity,
+        "price": line.price,
+        "special_request": line.special_request,
+    }
+
+
+def _local_time(value: datetime) -> str:
+    # Revel reads pickup_time on the store's clock: wall-clock digits, no offset.
+    return value.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def encode_json(value: Any) -> str:
+    """JSON text with every Decimal written verbatim as a number; floats are refused (money never goes through float)."""
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} cannot be sent as a JSON number")
+        return format(value, "f")
+    if isinstance(value, float):
+        raise TypeError("refusing to encode a float: money must stay Decimal")
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{encode_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(encode_json(v) for v in value) + "]"
+    return json.dumps(value)  # str, int, bool, None; anything else raises TypeError
+
+
+def _created_ref(response: httpx.Response) -> OrderRef | None:
+    """The new order's id from the body (top level or nested orderInfo/order), else from Location."""
+    body = _json_object(response)
+    if body is not None:
+        for candidate in (body, body.get("orderInfo"), body.get("order")):
+            if isinstance(candidate, Mapping):
+                order_id = _object_id(candidate)
+                if order_id is not None:
+                    uri = _text_or_none(candidate.get("resource_uri")) or f"{ORDERS_PATH}{order_id}/"
+                    return OrderRef(order_id, uri)
+    location = response.headers.get("Location")
+    if location:
+        path = urlsplit(location).path
+        match = _TRAILING_ID.search(path)
+        if match:
+            return OrderRef(int(match.group(1)), path)
+    return None
+
+
+def _json_object(response: httpx.Response) -> Mapping[str, Any] | None:
+    try:
+        data = json.loads(response.content, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError, ArithmeticError, RecursionError):  # absurd exponents, absurd nesting
+        return None
+    return data if isinstance(data, Mapping) else None
+
+
+def _object_id(obj: Mapping[str, Any]) -> int | None:
+    raw = obj.get("id")
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().isdigit():
+        return int(raw)
+    uri = obj.get("resource_uri")
+    if isinstance(uri, str):
+        match = _TRAILING_ID.search(uri)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def _required_id(obj: Mapping[str, Any], kind: str) -> int:
+    found = _object_id(obj)
+    if found is None:
+        raise GatewayError.permanent(f"Revel answered a {kind} without an id: {body_excerpt(repr(dict(obj)).encode())}")
+    return found
+
+
+def _text_or_none(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def body_excerpt(content: bytes, limit: int = EXCERPT_CHARS) -> str:
+    """The start of a response body on one line, for an operator to read in an error."""
+    text = " ".join(content.decode("utf-8", errors="replace").split())
+    if not text:
+        return "(empty body)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> datetime | None:
+    """Retry-After as an aware UTC moment: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    now = now or datetime.now(timezone.utc)
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return now + timedelta(seconds=max(seconds, 0.0)) if seconds == seconds and seconds < 1e9 else None
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # "-0000" or no zone: HTTP dates are GMT
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def _default_port(scheme: str) -> int | None:
+    return {"http": 80, "https": 443}.get(scheme)
+
+
+def _new_correlation_id() -> str:
+    return f"tsrevel-{uuid.uuid4().hex[:16]}"
