@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install run test test-fast fuzz bench clean
+.PHONY: install run test test-fast fuzz bench drill clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,15 +15,32 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# make run keeps a generated admin token in var/admin-token (mode 600) unless TSREVEL_ADMIN_TOKEN is set,
+# so /admin/* works locally without a well-known token and without printing the secret.
 run: install
 	mkdir -p var
-	$(PY) -m tsrevel serve --host $(HOST) --port $(PORT)
+	test -s var/admin-token || (umask 077 && $(PY) -c "import secrets; print(secrets.token_urlsafe(32))" > var/admin-token)
+	TSREVEL_ADMIN_TOKEN="$${TSREVEL_ADMIN_TOKEN:-$$(cat var/admin-token)}" $(PY) -m tsrevel serve --host $(HOST) --port $(PORT)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+# R10/R11 at full size: 10,000 fuzzed requests (schemathesis and hypothesis; `make test` runs 2,500).
+fuzz: install
+	TSREVEL_FUZZ_CASES=10000 $(PY) -m pytest tests/reliability/test_fuzz.py -m "not e2e" $(PYTEST_ARGS)
+
+# Benchmarks (bench/, writes docs/performance.md); never part of `make test`. Loopback only, about 6 minutes.
+bench: install
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Rehearse the runbook's four incidents on in-memory fakes (no network, no database; a few seconds).
+drill: install
+	$(PY) -m tsrevel drill
 
 clean:
 	rm -rf $(VENV) var/*.db var/*.db-wal var/*.db-shm .pytest_cache .hypothesis

@@ -1,8 +1,8 @@
-"""The Store contract: one suite every store adapter must pass (memory, SQLite; PostgreSQL joins later).
+"""The Store contract: one suite every store adapter must pass (memory, SQLite, PostgreSQL).
 
 A backend is an async context manager that yields an *opener*: each call opens a migrated store on
 the same database, so the suite can also check what several processes sharing it must see. To add
-a backend, write its context manager and add one entry to BACKENDS (with its marks, e.g. postgres).
+a backend, write its context manager and add one entry to BACKENDS (and its marks to BACKEND_MARKS).
 """
 
 from __future__ import annotations
@@ -20,12 +20,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres_db import drop_schema, new_schema_name, postgres_url
 from tsrevel.adapters.memory_store import MemoryStore
+from tsrevel.adapters.postgres_store import PostgresStore
 from tsrevel.adapters.sqlite_store import MIGRATIONS, SqliteStore, path_from_url
 from tsrevel.domain.deliveries import (
     DEAD,
     DONE,
+    DRY_RUN,
     HELD,
+    IGNORED,
     LEDGER_CREATED,
     LEDGER_PENDING,
     PROCESSING,
@@ -103,9 +107,32 @@ async def sqlite_backend(tmp_path: Path) -> AsyncIterator[Opener]:
             await store.close()
 
 
-BACKENDS = {"memory": memory_backend, "sqlite": sqlite_backend}
+@asynccontextmanager
+async def postgres_backend(tmp_path: Path) -> AsyncIterator[Opener]:
+    # A fresh schema per test (created by the store's migrate(), dropped here), on the server of
+    # TSREVEL_TEST_POSTGRES_URL; every opener call is a separate store with its own pool.
+    url = postgres_url()
+    schema = new_schema_name()
+    opened: list[PostgresStore] = []
+
+    async def open_store() -> PostgresStore:
+        store = PostgresStore.from_url(url, schema=schema, max_size=4)
+        opened.append(store)
+        await store.migrate()
+        return store
+
+    try:
+        yield open_store
+    finally:
+        for store in opened:
+            await store.close()
+        await asyncio.to_thread(drop_schema, url, schema)
+
+
+BACKENDS = {"memory": memory_backend, "sqlite": sqlite_backend, "postgres": postgres_backend}
+BACKEND_MARKS = {"postgres": [pytest.mark.postgres]}
 # Backends whose data outlives the store object (and the process).
-DURABLE_BACKENDS = ["sqlite"]
+DURABLE_BACKENDS = [pytest.param(name, marks=BACKEND_MARKS.get(name, [])) for name in ("sqlite", "postgres")]
 
 
 @pytest.fixture
@@ -113,7 +140,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=list(BACKENDS))
+@pytest.fixture(params=[pytest.param(name, marks=BACKEND_MARKS.get(name, [])) for name in BACKENDS])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
     async with BACKENDS[request.param](tmp_path) as open_store:
         yield open_store
@@ -641,6 +668,30 @@ class TestReplay:
         with pytest.raises(InvalidRequest, match="cannot be replayed"):
             await store.replay_state(state, now=at(1), note="replay")
         assert (await store.get_delivery(done.id)).state == DONE
+
+
+@pytest.mark.anyio
+class TestDiscard:
+    @pytest.mark.parametrize("state", [DEAD, HELD, SKIPPED, DRY_RUN])
+    async def test_a_replayable_delivery_is_discarded_to_ignored_for_good(self, store, state):
+        delivery = await delivery_in_state(store, state)
+        assert await store.discard_delivery(delivery.id, now=at(10), note="discarded by ops: test order")
+        stored = await store.get_delivery(delivery.id)
+        assert (stored.state, stored.next_attempt_at, stored.updated_at) == (IGNORED, None, at(10))
+        assert (stored.timeline[-1].state, stored.timeline[-1].note) == (IGNORED, "discarded by ops: test order")
+        assert not await store.replay_delivery(delivery.id, now=at(11), note="replay")
+        assert await store.replay_state(state, now=at(12), note="replay all") == 0
+        assert await store.claim_delivery(now=at(13), lease_until=at(13) + LEASE) is None
+
+    @pytest.mark.parametrize("state", [DONE, IGNORED, RETRYING])
+    async def test_a_delivery_that_is_not_replayable_is_left_alone(self, store, state):
+        delivery = await delivery_in_state(store, state)
+        assert not await store.discard_delivery(delivery.id, now=at(10), note="discard")
+        assert await store.get_delivery(delivery.id) == delivery
+
+    async def test_discarding_an_unknown_delivery_is_not_found(self, store):
+        with pytest.raises(NotFound, match="delivery 404 does not exist"):
+            await store.discard_delivery(404, now=T0, note="discard")
 
 
 @pytest.mark.anyio

@@ -26,7 +26,9 @@ from tsrevel.adapters.store_common import (
     utc_or_none,
 )
 from tsrevel.domain.deliveries import (
+    DISCARDABLE_STATES,
     DONE,
+    IGNORED,
     LEDGER_CREATED,
     LEDGER_PENDING,
     PENDING_STATES,
@@ -322,6 +324,16 @@ class MemoryStore:
             for delivery in chosen:
                 self._requeue(delivery, now, note)
             return len(chosen)
+
+    async def discard_delivery(self, delivery_id: int, *, now: datetime, note: str) -> bool:
+        now = utc(now)
+        with self._lock:
+            self._check_open()
+            delivery = self._get(delivery_id)
+            if delivery.state not in DISCARDABLE_STATES:
+                return False
+            self._update(delivery, now, note, state=IGNORED, next_attempt_at=None, lease_until=None)
+            return True
 
     # -- flags ------------------------------------------------------------------------------------
 

@@ -30,7 +30,9 @@ from tsrevel.adapters.store_common import (
     time_text_or_none,
 )
 from tsrevel.domain.deliveries import (
+    DISCARDABLE_STATES,
     DONE,
+    IGNORED,
     LEDGER_CREATED,
     LEDGER_PENDING,
     PENDING_STATES,
@@ -175,6 +177,9 @@ class SqliteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsrevel-sqlite")
         self._conn: sqlite3.Connection | None = None  # opened lazily, used only on the executor thread
         self._closed = False
+        # Group commit: webhooks that arrive while one insert is being written share the next transaction.
+        self._intake: list[tuple[NewDelivery, asyncio.Future[tuple[Delivery, bool]]]] = []
+        self._intake_writer: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(cls, url: str, *, busy_timeout_ms: int = 5000) -> SqliteStore:
@@ -206,7 +211,40 @@ class SqliteStore:
 
     async def add_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]:
         check_new_state(new.state)
-        return await self._write(_add_delivery, new)
+        future: asyncio.Future[tuple[Delivery, bool]] = asyncio.get_running_loop().create_future()
+        self._intake.append((new, future))
+        if self._intake_writer is None:
+            self._intake_writer = asyncio.create_task(self._write_intake(), name="tsrevel-sqlite-intake")
+        return await future
+
+    async def _write_intake(self) -> None:
+        """Insert queued deliveries one transaction at a time, each taking all that queued meanwhile.
+
+        A caller's future resolves only once its transaction has committed (durable first, answer
+        second); under load many webhooks share one commit instead of paying one each.
+        """
+        batch: list[tuple[NewDelivery, asyncio.Future[tuple[Delivery, bool]]]] = []
+        try:
+            while self._intake:
+                batch, self._intake = self._intake, []
+                try:
+                    outcomes = await self._write(_add_deliveries, [new for new, _ in batch])
+                except Exception as exc:  # the transaction failed: nothing of this batch is stored
+                    outcomes = [exc] * len(batch)
+                for (_, future), outcome in zip(batch, outcomes):
+                    if future.done():  # its caller was cancelled; the delivery is stored all the same
+                        continue
+                    if isinstance(outcome, Exception):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        except BaseException:  # cancelled (shutdown): no caller may wait for ever
+            for _, future in (*batch, *self._intake):
+                future.cancel()
+            self._intake = []
+            raise
+        finally:
+            self._intake_writer = None
 
     async def get_delivery(self, delivery_id: int) -> Delivery:
         return await self._read(_get_delivery, delivery_id)
@@ -301,6 +339,9 @@ class SqliteStore:
     async def replay_state(self, state: str, *, now: datetime, note: str) -> int:
         check_replayable(state)
         return await self._write(_replay_state, state, time_text(now), note)
+
+    async def discard_delivery(self, delivery_id: int, *, now: datetime, note: str) -> bool:
+        return await self._write(_discard_delivery, delivery_id, time_text(now), note)
 
     # -- flags ------------------------------------------------------------------------------------
 
@@ -484,6 +525,20 @@ def _add_delivery(conn: sqlite3.Connection, new: NewDelivery) -> tuple[Delivery,
         return _get_delivery(conn, cursor.lastrowid), True
     row = conn.execute("SELECT id FROM deliveries WHERE key = ?", (new.key,)).fetchone()
     return _get_delivery(conn, row["id"]), False
+
+
+def _add_deliveries(conn: sqlite3.Connection, news: list[NewDelivery]) -> list[tuple[Delivery, bool] | Exception]:
+    """Several inserts in the caller's transaction; one that fails is rolled back alone and returned as its error."""
+    outcomes: list[tuple[Delivery, bool] | Exception] = []
+    for new in news:
+        conn.execute("SAVEPOINT add_delivery")
+        try:
+            outcomes.append(_add_delivery(conn, new))
+        except Exception as exc:
+            conn.execute("ROLLBACK TO add_delivery")
+            outcomes.append(exc)
+        conn.execute("RELEASE add_delivery")
+    return outcomes
 
 
 def _get_delivery(conn: sqlite3.Connection, delivery_id: int) -> Delivery:
@@ -706,6 +761,20 @@ def _replay_state(conn: sqlite3.Connection, state: str, now: str, note: str) -> 
     ids = [row["id"] for row in conn.execute("SELECT id FROM deliveries WHERE state = ? ORDER BY id", (state,))]
     _requeue(conn, ids, now, note)
     return len(ids)
+
+
+def _discard_delivery(conn: sqlite3.Connection, delivery_id: int, now: str, note: str) -> bool:
+    row = conn.execute("SELECT state FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+    if row is None:
+        raise missing_delivery(delivery_id)
+    if row["state"] not in DISCARDABLE_STATES:
+        return False
+    conn.execute(
+        "UPDATE deliveries SET state = ?, next_attempt_at = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+        (IGNORED, now, delivery_id),
+    )
+    _add_timeline(conn, delivery_id, now, IGNORED, note)
+    return True
 
 
 def _requeue(conn: sqlite3.Connection, ids: list[int], now: str, note: str) -> None:
@@ -966,7 +1035,13 @@ def _prune_history(conn: sqlite3.Connection, older_than: str) -> int:
     ids = [
         row["id"]
         for row in conn.execute(
-            f"SELECT id FROM deliveries WHERE state IN ({marks}) AND updated_at < ?", (*_PRUNABLE, older_than)
+            # orders.delivery_id and emails.delivery_id are foreign keys here: the delivery that owns a
+            # ledger row, or has an email still to send, is kept (deleting it would fail the whole prune).
+            f"""SELECT id FROM deliveries WHERE state IN ({marks}) AND updated_at < ?
+                AND id NOT IN (SELECT delivery_id FROM orders)
+                AND id NOT IN (SELECT delivery_id FROM emails WHERE delivery_id IS NOT NULL
+                               AND state NOT IN ('sent', 'unsent', 'failed'))""",
+            (*_PRUNABLE, older_than),
         ).fetchall()
     ]
     if not ids:

@@ -2,21 +2,47 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tsrevel.domain.mapping import MappingFailure
+from tsrevel.domain.events import TripleSeatEvent
+from tsrevel.domain.mapping import MappingConfig, MappingFailure, guest_count, map_event, pickup_time
 from tsrevel.domain.orders import RevelOrder
 
 _COMPARED = (
     ("establishment_id", "Revel establishment"),
     ("location_id", "location"),
     ("pickup_time", "pickup time"),
+    ("guest_count", "guest count"),
     ("dining_option", "dining option"),
     ("call_name", "call name"),
     ("notes", "notes (guest count, contact, description)"),
 )
+# Compared only when the ordered snapshot has them (snapshots taken before guest_count existed do not).
+_OPTIONAL = frozenset({"guest_count"})
+# The guest count inside the notes (mapping._notes); a change there is already reported on its own line.
+_NOTES_GUESTS = re.compile(r"guests: \d+")
+
+
+def event_changes(ordered: Mapping[str, Any], event: TripleSeatEvent, mapping: MappingConfig, *, unmapped: str) -> list[str]:
+    """What changed in the event since its order; an event without line items is compared on what it carries."""
+    if event.line_items:
+        return order_changes(ordered, map_event(event, mapping, unmapped=unmapped))
+    # A webhook without documents (and nothing fetched): its items are unknown, not removed.
+    venue = mapping.venue_for(event)
+    if venue is None:
+        return [f"the event no longer maps to an order: location {event.location_id or '(none)'} (site {event.site_id or '(none)'}) is not in the mapping file"]
+    pickup = pickup_time(event, site_zone=mapping.timezone, store_zone=venue.timezone)
+    now = {
+        "establishment_id": venue.revel_establishment,
+        "location_id": event.location_id,
+        "pickup_time": pickup.isoformat() if pickup else None,
+        "guest_count": guest_count(event),
+        "dining_option": venue.dining_option,
+    }
+    return _field_changes(ordered, now)
 
 
 def order_changes(ordered: Mapping[str, Any], current: RevelOrder | MappingFailure) -> list[str]:
@@ -24,11 +50,7 @@ def order_changes(ordered: Mapping[str, Any], current: RevelOrder | MappingFailu
     if isinstance(current, MappingFailure):
         return [f"the event no longer maps to an order: {current.describe()}"]
     now = current.to_snapshot()
-    changes = [
-        f"{label}: {ordered.get(key)!r} -> {now.get(key)!r}"
-        for key, label in _COMPARED
-        if ordered.get(key) != now.get(key)
-    ]
+    changes = _field_changes(ordered, now)
     before = _items(ordered.get("items", []))
     after = _items(now["items"])  # type: ignore[arg-type]
     for key in sorted(set(before) | set(after)):
@@ -44,6 +66,30 @@ def order_changes(ordered: Mapping[str, Any], current: RevelOrder | MappingFailu
         else:
             changes.append(f"changed {label}: {old[0]} x {old[1]} -> {new[0]} x {new[1]}")
     return changes
+
+
+def _field_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """'label: old -> new' for each compared field present in now that differs from the ordered snapshot."""
+    changes = []
+    for key, label in _COMPARED:
+        old, new = ordered.get(key), now.get(key)
+        if key not in now or (key in _OPTIONAL and key not in ordered) or old == new:
+            continue
+        if key == "notes" and "guest_count" in ordered and _without_guests(old) == _without_guests(new):
+            continue  # only the guest count changed in the notes: its own line says so
+        changes.append(f"{label}: {_show(old)} -> {_show(new)}")
+    return changes
+
+
+def _without_guests(notes: object) -> str:
+    return _NOTES_GUESTS.sub("guests: ?", notes) if isinstance(notes, str) else repr(notes)
+
+
+def _show(value: object) -> str:
+    """Numbers bare (guest count: 40 -> 55), text quoted, absent values as 'none'."""
+    if value is None:
+        return "none"
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else repr(value)
 
 
 def _items(items: object) -> dict[tuple[int, str], tuple[str, str]]:

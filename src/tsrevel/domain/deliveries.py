@@ -29,6 +29,9 @@ PENDING_STATES = frozenset({RECEIVED, QUEUED, PROCESSING, RETRYING})
 TERMINAL_STATES = frozenset(set(STATES) - PENDING_STATES)
 # Replay re-queues these; DRY_RUN is included since a rehearsal never consumed the order slot.
 REPLAYABLE_STATES = frozenset({HELD, SKIPPED, DEAD, DRY_RUN})
+# An operator may discard what could be replayed instead: it moves to IGNORED and is never replayed.
+# Discard is an operator override outside TRANSITIONS, which lists the worker's moves and replay.
+DISCARDABLE_STATES = REPLAYABLE_STATES
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     RECEIVED: frozenset({QUEUED, REJECTED}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -17,10 +18,16 @@ EVENT_KEYS = ("event", "object")
 OTHER_OBJECT_KEYS = ("booking", "lead")
 
 LOCAL_FORMAT = "%m/%d/%Y %I:%M %p"
+# LOCAL_FORMAT as the regex strptime builds for it: strptime costs tens of microseconds a call,
+# twice per event at intake and again in the worker (docs/performance.md, P1).
+_LOCAL_TIME = re.compile(r"(1[0-2]|0[1-9]|[1-9])/(3[01]|[12]\d|0[1-9]|[1-9])/(\d\d\d\d) (1[0-2]|0[1-9]|[1-9]):([0-5]\d|\d) (AM|PM)")
 # Years far enough from datetime's limits that shifting by any UTC offset cannot overflow.
 _YEARS = range(2, 9999)
 # Numeric ids are bounded like string ids (64 characters): int() of 1e999999 would exhaust memory.
 _MAX_NUMERIC_ID = Decimal("1e64")
+_MAX_AMOUNT = Decimal("1e12")  # built once, not on every amount parsed
+# Commas only as thousands separators: "38,50" (a decimal comma) must not become 3850.
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 
 
 @attrs.frozen(kw_only=True)
@@ -255,7 +262,7 @@ def _id(value: object, path: str) -> str | None:
     if isinstance(value, (float, Decimal)):
         number = Decimal(repr(value)) if isinstance(value, float) else value
         # NaN and infinities (JSON's NaN/Infinity) and huge exponents would break or stall int().
-        if number.is_finite() and abs(number) < _MAX_NUMERIC_ID and number == number.to_integral_value():
+        if number.is_finite() and number.copy_abs() < _MAX_NUMERIC_ID and number == number.to_integral_value():
             return str(int(number))
         raise PayloadError(path, value, "is not an id")
     if isinstance(value, str):
@@ -279,9 +286,13 @@ def _decimal(value: object, path: str) -> Decimal | None:
     elif isinstance(value, float):
         number = Decimal(repr(value))
     elif isinstance(value, str):
-        text = value.strip().replace(",", "")
+        text = value.strip()
         if text.startswith("$"):
             text = text[1:]
+        if "," in text:
+            if not _THOUSANDS.fullmatch(text):
+                raise PayloadError(path, value, "is not a number")
+            text = text.replace(",", "")
         try:
             number = Decimal(text)
         except InvalidOperation:
@@ -290,7 +301,7 @@ def _decimal(value: object, path: str) -> Decimal | None:
         raise PayloadError(path, value, "is not a number")
     if not number.is_finite():
         raise PayloadError(path, value, "is not a finite number")
-    if abs(number) >= Decimal("1e12"):
+    if number.copy_abs() >= _MAX_AMOUNT:  # copy_abs: abs() overflows on 1e999999999
         raise PayloadError(path, value, "is too large to be an amount")
     return number
 
@@ -385,6 +396,15 @@ def _local_time(value: object, path: str) -> datetime | None:
     if not isinstance(value, str):
         raise PayloadError(path, value, "is not a time like '12/28/2025 6:00 PM'")
     text = " ".join(value.split()).upper()
+    fast = _LOCAL_TIME.fullmatch(text)
+    if fast is not None:
+        month, day, year, hour, minute, half = fast.groups()
+        try:
+            parsed = datetime(int(year), int(month), int(day), int(hour) % 12 + (12 if half == "PM" else 0), int(minute))
+        except ValueError:
+            pass  # such as 02/30: strptime below refuses it the same way
+        else:
+            return _in_range(parsed, value, path)
     for fmt in (LOCAL_FORMAT, "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M"):
         try:
             parsed = datetime.strptime(text, fmt)

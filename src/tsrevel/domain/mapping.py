@@ -114,7 +114,9 @@ def map_event(event: TripleSeatEvent, mapping: MappingConfig, *, unmapped: str =
     lines: list[OrderLine] = []
     missing: list[UnmappedItem] = []
     for item in event.line_items:
-        product = (venue.products.lookup(item) if venue else None) or mapping.products.lookup(item)
+        product = venue.products.lookup(item) if venue else None
+        if product is None:  # not `or`: a location may map an item to product id 0
+            product = mapping.products.lookup(item)
         if product is None:
             missing.append(
                 UnmappedItem(
@@ -156,6 +158,7 @@ def map_event(event: TripleSeatEvent, mapping: MappingConfig, *, unmapped: str =
         pickup_time=pickup_time(event, site_zone=mapping.timezone, store_zone=venue.timezone),
         items=tuple(lines),
         unmapped=tuple(missing),
+        guest_count=guest_count(event),
     )
 
 
@@ -171,6 +174,11 @@ def pickup_time(event: TripleSeatEvent, *, site_zone: str, store_zone: str) -> d
     return aware.astimezone(timezone.utc).astimezone(ZoneInfo(store_zone)).replace(tzinfo=None)
 
 
+def guest_count(event: TripleSeatEvent) -> int | None:
+    """The guest count the order is for: the guaranteed count when TripleSeat has one, else the expected one."""
+    return event.guaranteed_guest_count if event.guaranteed_guest_count is not None else event.guest_count
+
+
 def _call_name(event: TripleSeatEvent) -> str:
     name = event.contact.full_name or event.name or f"TripleSeat {event.id}"
     return name[:CALL_NAME_LIMIT]
@@ -178,7 +186,7 @@ def _call_name(event: TripleSeatEvent) -> str:
 
 def _notes(event: TripleSeatEvent) -> str:
     parts = [f"TripleSeat event {event.id}: {event.name}".rstrip(": ")]
-    guests = event.guaranteed_guest_count if event.guaranteed_guest_count is not None else event.guest_count
+    guests = guest_count(event)
     if guests is not None:
         parts.append(f"guests: {guests}")
     if event.contact.full_name:

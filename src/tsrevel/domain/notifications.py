@@ -94,7 +94,12 @@ def needs_attention(
         text=(
             f"TripleSeat event {event.id} changed after its Revel order {ref_text} was placed.\n"
             "tsrevel never creates a second order: please update the order in Revel by hand.\n\n"
-            "What changed:\n" + "\n".join(f"- {c}" for c in changes) + "\n\n" + _footer(delivery)
+            "What changed:\n" + "\n".join(f"- {c}" for c in changes) + "\n\n"
+            "What to do in Revel:\n"
+            f"1. Open the order {ref_text}.\n"
+            "2. Make it match the changes above: items and quantities, pickup time, guest count and notes.\n"
+            "3. If the location (Revel establishment) changed, void this order and enter it at the new location by hand.\n"
+            "Nothing to do in tsrevel: this delivery stays 'needs_attention' as the record.\n\n" + _footer(delivery)
         ),
         delivery_id=delivery.id,
         correlation_id=delivery.correlation_id,

@@ -57,6 +57,7 @@ class RevelOrder:
     pickup_time: datetime | None
     items: tuple[OrderLine, ...]
     unmapped: tuple[UnmappedItem, ...] = ()
+    guest_count: int | None = None  # the event's (guaranteed) guest count; Revel sees it in the notes
 
     @property
     def total(self) -> Decimal:
@@ -88,6 +89,7 @@ class RevelOrder:
             ],
             "unmapped": [item.describe() for item in self.unmapped],
             "total": str(self.total),
+            "guest_count": self.guest_count,
         }
 
 

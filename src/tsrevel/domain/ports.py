@@ -178,6 +178,9 @@ class Store(Protocol):
 
     async def replay_delivery(self, delivery_id: int, *, now: datetime, note: str) -> bool: ...
     async def replay_state(self, state: str, *, now: datetime, note: str) -> int: ...
+    async def discard_delivery(self, delivery_id: int, *, now: datetime, note: str) -> bool:
+        """Move a held, skipped, dead or dry-run delivery to ignored (never replayed); False otherwise."""
+        ...
 
     async def get_flags(self) -> FlagOverrides: ...
     async def set_flags(
@@ -211,3 +214,37 @@ class Store(Protocol):
     async def prune_history(self, *, older_than: datetime) -> int:
         """Delete terminal deliveries last updated before older_than (never pending work, never the ledger)."""
         ...
+
+
+# What the use cases and the metered adapters measure; entrypoints/metrics.py maps each name to a
+# Prometheus metric. Histograms are in seconds.
+ACK_SECONDS = "webhook_ack_seconds"  # labels: status (accepted, duplicate, rejected, unauthorized, error)
+PROCESSING_SECONDS = "processing_seconds"  # labels: outcome (the delivery's state afterwards)
+REVEL_CALLS = "revel_calls"  # labels: operation (find, create), outcome (ok, transient, permanent, credentials, error)
+REVEL_CALL_SECONDS = "revel_call_seconds"  # labels: operation
+SENDGRID_CALLS = "sendgrid_calls"  # labels: outcome
+SENDGRID_CALL_SECONDS = "sendgrid_call_seconds"
+RETRIES = "retries"  # labels: kind (delivery, email)
+DEAD_LETTERS = "dead_letters"  # labels: kind (delivery, email)
+
+
+class Metrics(Protocol):
+    """Somewhere to report measurements; an implementation must never raise into the caller."""
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        """Record one value (seconds) in the named histogram."""
+        ...
+
+    def count(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        """Add amount to the named counter."""
+        ...
+
+
+class NoMetrics:
+    """The default Metrics: records nothing (the library and unit tests need no registry)."""
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        return None
+
+    def count(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        return None

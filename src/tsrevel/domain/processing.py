@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -13,32 +14,38 @@ import attrs
 
 from tsrevel.domain import deliveries as st
 from tsrevel.domain import notifications
-from tsrevel.domain.changes import order_changes
+from tsrevel.domain.changes import event_changes
 from tsrevel.domain.correlation import current_correlation_id, current_delivery_id
 from tsrevel.domain.deliveries import Delivery, LedgerEntry, NewDelivery
-from tsrevel.domain.errors import GatewayError, PayloadError, SignatureError
+from tsrevel.domain.errors import GatewayError, InvalidRequest, NotFound, PayloadError, SignatureError
 from tsrevel.domain.events import TripleSeatEvent, WebhookEnvelope
 from tsrevel.domain.ids import delivery_key
 from tsrevel.domain.mapping import MappingConfig, MappingFailure, map_event
 from tsrevel.domain.orders import RevelOrder
 from tsrevel.domain.ports import (
     BUSY,
+    DEAD_LETTERS,
     EMAIL_FAILED,
     EMAIL_RETRYING,
     EMAIL_SENT,
     EMAIL_UNSENT,
     EXISTING,
+    PROCESSING_SECONDS,
+    RETRIES,
     Clock,
     EmailMessage,
     EventSource,
     FlagOverrides,
     Mailer,
+    Metrics,
+    NoMetrics,
     OrderGateway,
     Store,
 )
 from tsrevel.domain.retry import RetryPolicy
 from tsrevel.domain.safety import Hold, Ignore, OrderPolicy, Process, SafetyFlags, Skip, Withdraw, decide
 from tsrevel.domain.signature import verify_signature
+from tsrevel.domain.window import defer_until, deferred_note, window_opens_at
 
 log = logging.getLogger("tsrevel.processing")
 
@@ -54,6 +61,8 @@ CRASH_POINTS = (
 
 # A delivery that finds another one placing its event's order waits this long before looking again.
 BUSY_RECHECK_S = 2.0
+# The store's named value that remembers the latest delivery that deleted (or lost) an event with no order.
+WITHDRAWN_VALUE = "event-withdrawn:{event_id}"
 
 
 def no_crash(point: str) -> None:
@@ -100,6 +109,7 @@ class ProcessingSettings:
     lease_s: float = 60.0
     email_to: tuple[str, ...] = ()
     signing_secret: str | None = attrs.field(default=None, repr=False)
+    order_window_hours: float | None = None  # ORDER_WINDOW_HOURS: defer events that start further out
 
 
 @attrs.define(kw_only=True)
@@ -117,6 +127,7 @@ class Processor:
     crash: Callable[[str], None] = no_crash
     unit_random: Callable[[], float] = random.random
     on_accepted: Callable[[], None] | None = None
+    metrics: Metrics = attrs.field(factory=NoMetrics)
 
     # ---- intake -----------------------------------------------------------------------------
 
@@ -226,6 +237,7 @@ class Processor:
         cid_token = current_correlation_id.set(delivery.correlation_id)
         did_token = current_delivery_id.set(delivery.id)
         run = _Run(self, delivery)
+        started = time.perf_counter()
         try:
             self.crash("after_claim")
             await run.go()
@@ -236,6 +248,7 @@ class Processor:
             reason = f"internal error: {type(exc).__name__}: {exc}"[:500]
             await run.dead(reason, event_id=delivery.event_id or "")
         finally:
+            self.metrics.observe(PROCESSING_SECONDS, time.perf_counter() - started, outcome=run.outcome)
             current_correlation_id.reset(cid_token)
             current_delivery_id.reset(did_token)
 
@@ -268,6 +281,7 @@ class Processor:
                         error=str(exc), attempts=attempts,
                     )
                     log.error("email %s failed for good: %s", email.id, exc)
+                    self.metrics.count(DEAD_LETTERS, kind="email")
                 else:
                     at = policy.next_attempt_at(
                         attempts, now=self.clock.now(), unit_random=self.unit_random(), retry_after=exc.failure.retry_after
@@ -277,6 +291,7 @@ class Processor:
                         error=str(exc), attempts=attempts, next_attempt_at=at,
                     )
                     log.warning("email %s will be retried at %s: %s", email.id, at.isoformat(), exc)
+                    self.metrics.count(RETRIES, kind="email")
                 return True
             await self.store.finish_email(
                 email.id, token=email.lease_token, state=EMAIL_SENT, now=self.clock.now(), attempts=email.attempts + 1
@@ -326,6 +341,52 @@ class Processor:
         log.warning("runtime flags reset by %s (%s)", actor, reason)
         return await self.flags()
 
+    async def discard(self, delivery_id: int, *, actor: str, reason: str) -> bool:
+        """Move a held, skipped, dead or dry-run delivery to ignored, so no replay ever acts on it."""
+        now = self.clock.now()
+        done = await self.store.discard_delivery(delivery_id, now=now, note=f"discarded by {actor}: {reason}")
+        await self.store.add_audit(
+            actor=actor, action="discard", detail=f"delivery {delivery_id}: {'moved to ignored' if done else 'not discardable'}", reason=reason, now=now
+        )
+        return done
+
+    async def forget(self, event_id: str, *, actor: str, reason: str) -> LedgerEntry | None:
+        """Drop the event's ledger entry (after a manual clean-up in Revel) so a later delivery may order it again.
+
+        Returns the entry dropped, or None when the event had none. Refused while a delivery of the
+        event may be placing its order: forgetting then could let a second order through.
+        """
+        entry = await self.store.get_order(event_id)
+        if entry is not None and entry.state == st.LEDGER_PENDING:
+            try:
+                owner = await self.store.get_delivery(entry.delivery_id)
+            except NotFound:
+                owner = None
+            if owner is not None and owner.state in st.PENDING_STATES:
+                raise InvalidRequest(
+                    f"delivery {owner.id} is placing event {event_id}'s order ({owner.state}); "
+                    "switch the connector off or wait for it to finish, then forget"
+                )
+        now = self.clock.now()
+        forgotten = entry is not None and await self.store.forget_order(event_id)
+        if forgotten:
+            assert entry is not None
+            detail = f"event {event_id}: ledger entry {entry.reference} ({entry.state}, Revel id {entry.revel_order_id}) dropped"
+        else:
+            detail = f"event {event_id}: no ledger entry"
+        await self.store.add_audit(actor=actor, action="forget", detail=detail, reason=reason, now=now)
+        log.warning("order ledger: %s by %s (%s)", detail, actor, reason)
+        return entry if forgotten else None
+
+    async def prune(self, *, older_than: datetime, actor: str, reason: str) -> int:
+        """Delete finished deliveries last updated before older_than; the ledger and audit stay."""
+        count = await self.store.prune_history(older_than=older_than)
+        await self.store.add_audit(
+            actor=actor, action="prune", detail=f"{count} finished deliveries last updated before {older_than.isoformat()} deleted",
+            reason=reason, now=self.clock.now(),
+        )
+        return count
+
     def preview(self, payload: Mapping[str, object]) -> RevelOrder | MappingFailure:
         """Map a decoded webhook (or bare event) payload without storing or sending anything."""
         if "webhook_trigger_type" in payload:
@@ -344,6 +405,7 @@ class _Run:
 
     p: Processor
     d: Delivery
+    outcome: str = "unfinished"  # the state this pass left the delivery in, for metrics
 
     @property
     def token(self) -> int:
@@ -357,8 +419,12 @@ class _Run:
             self.d.id, token=self.token, state=state, now=self.p.clock.now(), note=note, **kwargs  # type: ignore[arg-type]
         )
         if ok:
+            self.outcome = state
+            if state == st.DEAD:
+                self.p.metrics.count(DEAD_LETTERS, kind="delivery")
             self._log(logging.INFO if state not in (st.DEAD, st.NEEDS_ATTENTION) else logging.WARNING, "delivery %s -> %s: %s", self.d.id, state, note)
         else:
+            self.outcome = "lease_lost"
             self._log(logging.WARNING, "delivery %s: lease lost before '%s' could be recorded; the new owner decides", self.d.id, state)
         return ok
 
@@ -370,6 +436,14 @@ class _Run:
             return
         flags = await self.p.flags()
         decision = decide(envelope, flags, self.p.settings.order_policy)
+        if isinstance(decision, Process) and self.p.settings.order_window_hours is not None:
+            assert envelope.event is not None
+            current = await self.window(envelope.event)
+            if current is None:
+                return  # deferred, or re-reading the event failed (recorded)
+            if current is not envelope.event:  # re-read when the window opened: decide on the event as it is now
+                envelope = attrs.evolve(envelope, event=current)
+                decision = decide(envelope, flags, self.p.settings.order_policy)
         if isinstance(decision, Hold):
             await self.finish(st.HELD, decision.reason)
         elif isinstance(decision, Skip):
@@ -383,30 +457,86 @@ class _Run:
             assert envelope.event is not None and isinstance(decision, Process)
             await self.process(envelope.event, dry_run=decision.dry_run)
 
+    async def window(self, event: TripleSeatEvent) -> TripleSeatEvent | None:
+        """Defer an event that starts beyond ORDER_WINDOW_HOURS; once a deferred one's window opens, re-read it.
+
+        Returns the event to go on with, or None when the delivery was deferred (state retrying,
+        attempts unchanged) or re-reading it failed (recorded like any TripleSeat API failure).
+        """
+        hours, zone, now = self.p.settings.order_window_hours, self.p.mapping.timezone, self.p.clock.now()
+        assert hours is not None
+        later = defer_until(event, now=now, window_hours=hours, site_zone=zone)
+        if later is not None:
+            await self.finish(st.RETRYING, deferred_note(later, hours), next_attempt_at=later)
+            return None
+        opened = window_opens_at(event, window_hours=hours, site_zone=zone)
+        if opened is None or self.d.received_at >= opened or self.p.events is None:
+            return event  # never deferred (or nothing to re-read it from): the stored body stands
+        if await self.withdrawn_after_arrival(event.id):
+            return None
+        # Deferred for a while: order the event as it is now, not as it was when the webhook came.
+        try:
+            current = await self.p.events.fetch_event(event.id, correlation_id=self.d.correlation_id)
+        except GatewayError as exc:
+            await self.fail(exc, event_id=event.id, what="re-reading the deferred event from TripleSeat")
+            return None
+        except PayloadError as exc:
+            await self.dead(f"TripleSeat API answered an unusable event: {exc}", event_id=event.id)
+            return None
+        await self.p.store.add_note(self.d.id, token=self.token, now=now, note="order window open: re-read the event from the TripleSeat API")
+        later = defer_until(current, now=now, window_hours=hours, site_zone=zone)
+        if later is not None:  # the event moved further out meanwhile
+            await self.finish(st.RETRYING, deferred_note(later, hours), next_attempt_at=later)
+            return None
+        return current
+
+    async def withdrawn_after_arrival(self, event_id: str) -> bool:
+        """True (and the delivery ignored) when a later delivery deleted or lost the event before any order existed."""
+        marker = _withdrawn_marker(await self.p.store.get_value(WITHDRAWN_VALUE.format(event_id=event_id)))
+        if marker is None or marker[0] <= self.d.id:
+            return False  # never withdrawn, or this delivery came after (the event was restored): go on
+        by, why = marker
+        await self.finish(st.IGNORED, f"event {event_id} was {why} by a later delivery ({by}) before any order existed: no order")
+        return True
+
     async def withdraw(self, event: TripleSeatEvent, reason: str) -> None:
         entry = await self.p.store.get_order(event.id)
+        why = "deleted" if "deleted" in reason else "marked LOST"
         if entry is None or entry.state != st.LEDGER_CREATED:
+            # Remember it: an older delivery still waiting (deferred, retrying, dead then replayed)
+            # must not order the event afterwards.
+            key = WITHDRAWN_VALUE.format(event_id=event.id)
+            marker = _withdrawn_marker(await self.p.store.get_value(key))
+            if marker is None or self.d.id > marker[0]:
+                await self.p.store.put_value(key, json.dumps({"delivery_id": self.d.id, "why": why}), now=self.p.clock.now())
             await self.finish(st.IGNORED, f"{reason}; no Revel order exists, nothing to void")
             return
-        why = "deleted" if "deleted" in reason else "marked LOST"
         email = notifications.void_request(self.d, event, _ref_text(entry), why, to=self.p.settings.email_to)
         await self.finish(st.NEEDS_ATTENTION, f"{reason}; asked operations to void {entry.reference}", emails=[email], order_reference=entry.reference)
 
     async def process(self, event: TripleSeatEvent, *, dry_run: bool) -> None:
         entry = await self.p.store.get_order(event.id)
-        if entry is not None and entry.state == st.LEDGER_CREATED:
-            await self.compare(event, entry)
+        if entry is None and await self.withdrawn_after_arrival(event.id):
             return
+        ordered = entry is not None and entry.state == st.LEDGER_CREATED
+        # Enrich before comparing too: an update without documents must not read as "items removed".
         if not event.line_items and self.p.events is not None:
             try:
                 event = await self.p.events.fetch_event(event.id, correlation_id=self.d.correlation_id)
                 await self.p.store.add_note(self.d.id, token=self.token, now=self.p.clock.now(), note="fetched the event's line items from the TripleSeat API")
-            except GatewayError as exc:
-                await self.fail(exc, event_id=event.id, what="fetching the event from TripleSeat")
-                return
-            except PayloadError as exc:
-                await self.dead(f"TripleSeat API answered an unusable event: {exc}", event_id=event.id)
-                return
+            except (GatewayError, PayloadError) as exc:
+                if not ordered or (isinstance(exc, GatewayError) and exc.is_transient):
+                    if isinstance(exc, GatewayError):
+                        await self.fail(exc, event_id=event.id, what="fetching the event from TripleSeat")
+                    else:
+                        await self.dead(f"TripleSeat API answered an unusable event: {exc}", event_id=event.id)
+                    return
+                # The order exists: compare what the webhook carries rather than report a failed order.
+                await self.p.store.add_note(self.d.id, token=self.token, now=self.p.clock.now(), note=f"could not fetch the event's line items ({exc}); compared what the webhook carries")
+        if ordered:
+            assert entry is not None
+            await self.compare(event, entry)
+            return
         mapped = map_event(event, self.p.mapping, unmapped=self.p.settings.unmapped_items)
         if isinstance(mapped, MappingFailure):
             email = notifications.mapping_failure(self.d, mapped, to=self.p.settings.email_to)
@@ -459,6 +589,7 @@ class _Run:
             event_id=event.id, delivery_id=self.d.id, token=self.token, ref=ref, snapshot=snapshot,
             now=self.p.clock.now(), note=f"{verb} Revel order {ref.order_id} ({order.local_id})", emails=[email],
         )
+        self.outcome = st.DONE if ok else "lease_lost"
         if ok:
             self._log(logging.INFO, "delivery %s -> done: %s Revel order %s for event %s", self.d.id, verb, ref.order_id, event.id)
         else:
@@ -481,8 +612,7 @@ class _Run:
     async def compare(self, event: TripleSeatEvent, entry: LedgerEntry) -> None:
         """The event already has its order: record this delivery, and tell ops if the event changed."""
         ordered = json.loads(entry.snapshot) if entry.snapshot else {}
-        current = map_event(event, self.p.mapping, unmapped=self.p.settings.unmapped_items)
-        changes = order_changes(ordered, current) if ordered else []
+        changes = event_changes(ordered, event, self.p.mapping, unmapped=self.p.settings.unmapped_items) if ordered else []
         ref_text = _ref_text(entry)
         if not changes:
             await self.finish(st.DONE, f"order {ref_text} already exists; no change", order_reference=entry.reference)
@@ -505,6 +635,7 @@ class _Run:
             return
         now = self.p.clock.now()
         at = policy.next_attempt_at(attempts, now=now, unit_random=self.p.unit_random(), retry_after=exc.failure.retry_after)
+        self.p.metrics.count(RETRIES, kind="delivery")
         await self.finish(
             st.RETRYING, f"attempt {attempts} failed ({message}); next attempt at {at.isoformat()}",
             error=message, attempts=attempts, next_attempt_at=at, result=result,
@@ -516,6 +647,15 @@ class _Run:
             st.DEAD, reason, error=reason, attempts=attempts if attempts is not None else self.d.attempts + 1,
             emails=[email], release_event_id=event_id or None,
         )
+
+
+def _withdrawn_marker(raw: str | None) -> tuple[int, str] | None:
+    """(delivery id, "deleted" or "marked LOST") from the stored marker; None when absent or unreadable."""
+    try:
+        marker = json.loads(raw) if raw else None
+        return (int(marker["delivery_id"]), str(marker["why"])) if isinstance(marker, dict) else None
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _ref_text(entry: LedgerEntry) -> str:

@@ -11,10 +11,11 @@ from dependency_injector import containers, providers
 
 from tsrevel.adapters.mapping_toml import load_mapping_file
 from tsrevel.adapters.system import SystemClock, UnconfiguredRevel
-from tsrevel.domain.ports import EventSource, Mailer, OrderGateway, Store
+from tsrevel.domain.ports import Clock, EventSource, Mailer, OrderGateway, Store
 from tsrevel.domain.processing import CRASH_POINTS, ProcessingSettings, Processor, no_crash
 from tsrevel.domain.retry import RetryPolicy
 from tsrevel.domain.safety import OrderPolicy, SafetyFlags
+from tsrevel.entrypoints.metrics import PrometheusMetrics, metered_mailer, metered_revel
 from tsrevel.entrypoints.settings import Settings
 from tsrevel.version import __version__
 
@@ -88,14 +89,21 @@ def make_mailer(settings: Settings) -> Mailer | None:
     )
 
 
-def make_event_source(settings: Settings, client: httpx.AsyncClient | None) -> EventSource | None:
+def make_event_source(
+    settings: Settings, client: httpx.AsyncClient | None, store: Store | None = None, clock: Clock | None = None
+) -> EventSource | None:
     if client is None or not settings.tripleseat_configured:
         return None
-    from tsrevel.adapters.tripleseat_api import HttpxTripleSeatSource
+    from tsrevel.adapters.tripleseat_api import HttpxTripleSeatSource, StoreTokenStore
 
     assert settings.tripleseat_client_id is not None and settings.tripleseat_client_secret is not None
     return HttpxTripleSeatSource(
-        client, client_id=settings.tripleseat_client_id, client_secret=settings.tripleseat_client_secret
+        client,
+        client_id=settings.tripleseat_client_id,
+        client_secret=settings.tripleseat_client_secret,
+        refresh_token=settings.tripleseat_refresh_token,
+        # Rotated refresh tokens are kept in the store, so a restart (or another replica) uses the newest.
+        token_store=StoreTokenStore(store, clock or SystemClock()) if store is not None else None,
     )
 
 
@@ -134,6 +142,7 @@ def processing_settings(settings: Settings) -> ProcessingSettings:
         lease_s=settings.lease_s,
         email_to=settings.email_to,
         signing_secret=settings.signing_secret,
+        order_window_hours=settings.order_window_hours,
     )
 
 
@@ -163,20 +172,23 @@ class Container(containers.DeclarativeContainer):
     )
     revel = providers.Singleton(make_revel, settings, revel_client)
     mailer = providers.Singleton(make_mailer, settings)
-    events = providers.Singleton(make_event_source, settings, tripleseat_client)
+    events = providers.Singleton(make_event_source, settings, tripleseat_client, store, clock)
+    # One registry per container (so per app): tests build many apps in one process.
+    metrics = providers.Singleton(PrometheusMetrics)
 
     processor = providers.Singleton(
         Processor,
         store=store,
-        revel=revel,
+        revel=providers.Singleton(metered_revel, revel, metrics),
         mapping=mapping,
         boot_flags=providers.Callable(boot_flags, settings),
         settings=providers.Callable(processing_settings, settings),
         clock=clock,
-        mailer=mailer,
+        mailer=providers.Singleton(metered_mailer, mailer, metrics),
         events=events,
         crash=providers.Callable(make_crash_hook, settings.provided.crash_at),
         on_accepted=wake.provided.set,
+        metrics=metrics,
     )
 
 

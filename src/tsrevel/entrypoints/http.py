@@ -18,7 +18,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from tsrevel.domain import deliveries as st
@@ -27,7 +27,7 @@ from tsrevel.domain.deliveries import Delivery, LedgerEntry
 from tsrevel.domain.errors import InvalidRequest, NotFound, PayloadError, SignatureError
 from tsrevel.domain.mapping import MappingFailure
 from tsrevel.domain.orders import RevelOrder
-from tsrevel.domain.ports import Store
+from tsrevel.domain.ports import ACK_SECONDS, Store
 from tsrevel.domain.processing import Processor
 from tsrevel.entrypoints.container import Container
 from tsrevel.entrypoints.logs import configure_logging
@@ -40,6 +40,8 @@ log = logging.getLogger("tsrevel.http")
 MAX_BODY_BYTES = 1024 * 1024
 HEADER_NAMES_LOGGED = 20  # deliveries whose header names are logged, to learn what TripleSeat sends
 CORRELATION_HEADER = "x-correlation-id"
+# A delivery id the stores can hold (SQL BIGINT); a larger one is a 400, not an overflow and a 500.
+DeliveryId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 
 
 class AdminForbidden(Exception):
@@ -106,8 +108,10 @@ def correlation_id() -> str:
 # ---- errors: the one map from domain errors to statuses --------------------------------------
 
 
-def _error(status: int, message: str, **extra: Any) -> Response[dict[str, Any]]:
-    return Response({"error": message, "correlation_id": correlation_id(), **extra}, status_code=status)
+def _error(status: int, message: str, *, cid: str | None = None, **extra: Any) -> Response[dict[str, Any]]:
+    cid = cid or correlation_id()
+    # The header too: a 404/405 for an unknown route is answered before CorrelationMiddleware runs.
+    return Response({"error": message, "correlation_id": cid, **extra}, status_code=status, headers={"X-Correlation-ID": cid})
 
 
 def _signature_error(_: Request, exc: SignatureError) -> Response[dict[str, Any]]:
@@ -131,9 +135,10 @@ def _forbidden(_: Request, exc: AdminForbidden) -> Response[dict[str, Any]]:
     return _error(403, str(exc))
 
 
-def _http_exception(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
+def _http_exception(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     extra = {"detail": exc.extra} if isinstance(exc, ValidationException) and exc.extra else {}
-    return _error(exc.status_code, exc.detail, **extra)
+    cid = current_correlation_id.get() or accept_correlation_id(request.headers.get(CORRELATION_HEADER))
+    return _error(exc.status_code, exc.detail, cid=cid, **extra)
 
 
 EXCEPTION_HANDLERS = {
@@ -195,16 +200,29 @@ def order_view(entry: LedgerEntry | None) -> dict[str, Any] | None:
 
 
 @post(["/webhooks/tripleseat", "/webhook"], status_code=200, summary="Receive a TripleSeat webhook")
-async def receive_webhook(request: Request[Any, Any, Any], processor: NamedDependency[Processor], runtime: NamedDependency[Runtime]) -> dict[str, Any]:
+async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> dict[str, Any]:
     """Verify X-Signature over the raw body, store the delivery durably, then answer; no outside call."""
+    # One dependency, not two: Litestar resolves two or more in an anyio task group per request,
+    # which cost this hot path about a tenth of its CPU (docs/performance.md, P1).
+    processor = runtime.get_processor()
+    started = time.perf_counter()
     body = await request.body()
     names = tuple(sorted({k.lower() for k in request.headers.keys()}))
     runtime.deliveries_seen += 1
     if runtime.deliveries_seen <= HEADER_NAMES_LOGGED:
         log.info("webhook header names: %s", ", ".join(names))  # names only, never values
-    result = await processor.accept(
-        body, signature=request.headers.get("x-signature"), correlation_id=correlation_id(), header_names=names
-    )
+    outcome = "error"
+    try:
+        result = await processor.accept(
+            body, signature=request.headers.get("x-signature"), correlation_id=correlation_id(), header_names=names
+        )
+        outcome = result.status
+    except SignatureError:
+        outcome = "unauthorized"
+        raise
+    finally:
+        # Reading, verifying and durably storing the body: what TripleSeat waits for.
+        processor.metrics.observe(ACK_SECONDS, time.perf_counter() - started, status=outcome)
     answer: dict[str, Any] = {
         "status": result.status,
         "delivery_id": result.delivery_id,
@@ -372,7 +390,7 @@ async def list_deliveries(
 
 
 @get("/admin/deliveries/{delivery_id:int}", summary="One delivery with its timeline, result and emails")
-async def get_delivery(processor: NamedDependency[Processor], delivery_id: FromPath[int]) -> dict[str, Any]:
+async def get_delivery(processor: NamedDependency[Processor], delivery_id: DeliveryId) -> dict[str, Any]:
     delivery = await processor.store.get_delivery(delivery_id)
     emails = await processor.store.list_emails(delivery_id=delivery_id)
     view = delivery_view(delivery, full=True)
@@ -385,7 +403,7 @@ async def get_delivery(processor: NamedDependency[Processor], delivery_id: FromP
 
 
 @post("/admin/deliveries/{delivery_id:int}/replay", status_code=200, summary="Re-queue one held, skipped, dead or dry-run delivery")
-async def replay_one(processor: NamedDependency[Processor], delivery_id: FromPath[int]) -> dict[str, Any]:
+async def replay_one(processor: NamedDependency[Processor], delivery_id: DeliveryId) -> dict[str, Any]:
     delivery = await processor.store.get_delivery(delivery_id)
     done = await processor.replay(delivery_id, actor="admin-api", reason="POST /admin/deliveries/{id}/replay")
     if not done:
@@ -399,7 +417,7 @@ async def replay_many(request: Request[Any, Any, Any], processor: NamedDependenc
 
     data = decode_json(await request.body())
     state = data.get("state") if isinstance(data, dict) else None
-    if state not in st.REPLAYABLE_STATES:
+    if not isinstance(state, str) or state not in st.REPLAYABLE_STATES:  # a list or object is unhashable
         raise PayloadError("state", state, f"is not one of {', '.join(sorted(st.REPLAYABLE_STATES))}")
     count = await processor.replay_state(state, actor="admin-api", reason="POST /admin/replay")
     return {"count": count, "state": state}

@@ -21,6 +21,7 @@ SECRET_FIELDS = frozenset(
         "admin_token",
         "signing_secret",
         "tripleseat_client_secret",
+        "tripleseat_refresh_token",
         "revel_api_key",
         "revel_api_secret",
         "sendgrid_api_key",
@@ -43,6 +44,7 @@ class Settings:
     tripleseat_api_url: str = "https://api.tripleseat.com"
     tripleseat_client_id: str | None = None
     tripleseat_client_secret: str | None = attrs.field(default=None, repr=False)
+    tripleseat_refresh_token: str | None = attrs.field(default=None, repr=False)  # seed; rotations live in the store
     revel_base_url: str | None = None
     revel_api_key: str | None = attrs.field(default=None, repr=False)
     revel_api_secret: str | None = attrs.field(default=None, repr=False)
@@ -52,6 +54,7 @@ class Settings:
     email_to: tuple[str, ...] = ()
     order_on_statuses: frozenset[str] = frozenset({"DEFINITE"})
     unmapped_items: str = "fail"
+    order_window_hours: float | None = None
     max_attempts: int = 8
     retry_base_s: float = 2.0
     retry_cap_s: float = 900.0
@@ -62,6 +65,7 @@ class Settings:
     revel_min_interval_s: float = 0.2
     workers: int = 2
     poll_interval_s: float = 0.5
+    retention_days: int = 90
     log_format: str = "json"
     log_level: str = "INFO"
     crash_at: str | None = None  # test-only seam (TSREVEL_TEST_CRASH_AT), see docs/reliability.md
@@ -94,6 +98,7 @@ class Settings:
             tripleseat_api_url=r.url("TRIPLESEAT_API_URL") or "https://api.tripleseat.com",
             tripleseat_client_id=r.text("TRIPLESEAT_CLIENT_ID"),
             tripleseat_client_secret=r.secret("TRIPLESEAT_CLIENT_SECRET"),
+            tripleseat_refresh_token=r.secret("TRIPLESEAT_REFRESH_TOKEN"),
             revel_base_url=r.url("REVEL_BASE_URL"),
             revel_api_key=r.secret("REVEL_API_KEY"),
             revel_api_secret=r.secret("REVEL_API_SECRET"),
@@ -103,6 +108,7 @@ class Settings:
             email_to=tuple(r.email_list("EMAIL_TO")),
             order_on_statuses=frozenset(s.upper() for s in r.id_list("ORDER_ON_STATUSES", "DEFINITE")),
             unmapped_items=r.choice("UNMAPPED_ITEMS", ("fail", "skip"), "fail"),
+            order_window_hours=None if r.raw("ORDER_WINDOW_HOURS") is None else r.number("ORDER_WINDOW_HOURS", 0.0, minimum=1.0),
             max_attempts=int(r.number("TSREVEL_MAX_ATTEMPTS", 8, integer=True, minimum=1)),
             retry_base_s=r.number("TSREVEL_RETRY_BASE_S", 2.0, minimum=0.0),
             retry_cap_s=r.number("TSREVEL_RETRY_CAP_S", 900.0, minimum=0.0),
@@ -113,6 +119,7 @@ class Settings:
             revel_min_interval_s=r.number("REVEL_MIN_INTERVAL_S", 0.2, minimum=0.0),
             workers=int(r.number("TSREVEL_WORKERS", 2, integer=True, minimum=1)),
             poll_interval_s=r.number("TSREVEL_POLL_INTERVAL_S", 0.5, minimum=0.01),
+            retention_days=int(r.number("TSREVEL_RETENTION_DAYS", 90, integer=True, minimum=1)),
             log_format=r.choice("LOG_FORMAT", ("json", "text"), "json"),
             log_level=r.choice("LOG_LEVEL", _LOG_LEVELS, "INFO", upper=True),
             crash_at=r.text("TSREVEL_TEST_CRASH_AT"),
@@ -145,6 +152,8 @@ class Settings:
             raise ConfigError("EMAIL_TO: required when SENDGRID_API_KEY is set (comma-separated addresses)")
         if bool(self.tripleseat_client_id) != bool(self.tripleseat_client_secret):
             raise ConfigError("TRIPLESEAT_CLIENT_ID and TRIPLESEAT_CLIENT_SECRET: set both or neither")
+        if self.tripleseat_refresh_token and not self.tripleseat_configured:
+            raise ConfigError("TRIPLESEAT_REFRESH_TOKEN: needs TRIPLESEAT_CLIENT_ID and TRIPLESEAT_CLIENT_SECRET too")
         if self.retry_cap_s < self.retry_base_s:
             raise ConfigError("TSREVEL_RETRY_CAP_S: must not be smaller than TSREVEL_RETRY_BASE_S")
 
@@ -160,8 +169,16 @@ class Settings:
         for field in attrs.fields(Settings):
             value = getattr(self, field.name)
             shown = ("(set, redacted)" if value else "(unset)") if field.name in SECRET_FIELDS else show(value)
+            if field.name == "database_url":
+                shown = redact_url_password(shown)
             rows.append((_VARIABLE_NAMES.get(field.name, field.name.upper()), shown))
         return rows
+
+
+def redact_url_password(url: str) -> str:
+    """A database URL fit for the log: a password in user:password@ or in ?password= is replaced."""
+    url = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*):[^/?#]*@", r"\1:(redacted)@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1(redacted)", url)
 
 
 _VARIABLE_NAMES = {
@@ -177,6 +194,7 @@ _VARIABLE_NAMES = {
     "lease_s": "TSREVEL_LEASE_S",
     "workers": "TSREVEL_WORKERS",
     "poll_interval_s": "TSREVEL_POLL_INTERVAL_S",
+    "retention_days": "TSREVEL_RETENTION_DAYS",
     "crash_at": "TSREVEL_TEST_CRASH_AT",
 }
 

@@ -2,8 +2,10 @@
 
 ``world = fake_world(dry_run=False)`` gives a Processor on an in-memory store with a fake Revel,
 mailer, TripleSeat API and a manual clock; ``await world.deliver(payload)`` then
-``await world.drain()`` runs the worker to quiescence. Hypothesis strategies are in
-``tsrevel.testing.strategies`` (needs the ``dev`` extra).
+``await world.drain()`` runs the worker to quiescence, and ``world.connector()`` is the public
+``tsrevel.Connector`` over the same fakes. Hypothesis strategies are in
+``tsrevel.testing.strategies`` (needs the ``dev`` extra); loopback HTTP servers that play
+Revel, SendGrid and TripleSeat are in ``tsrevel.testing.servers``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -23,6 +25,9 @@ from tsrevel.domain.processing import IntakeResult, ProcessingSettings, Processo
 from tsrevel.domain.retry import RetryPolicy
 from tsrevel.domain.safety import SafetyFlags
 from tsrevel.domain.signature import sign_body
+
+if TYPE_CHECKING:
+    from tsrevel.connector import Connector
 
 __all__ = [
     "EXAMPLE_MAPPING",
@@ -89,16 +94,31 @@ class FakeWorld:
             await self.drain()
             pending = [d for d in await self.store.list_deliveries(limit=100_000) if d.state in st.PENDING_STATES]
             due = [e for e in await self.store.list_emails(limit=100_000) if e.state in ("pending", "retrying", "sending")]
-            moments = [d.next_attempt_at for d in pending if d.next_attempt_at] + [e.next_attempt_at for e in due if e.next_attempt_at]
+            # A claim whose worker died holds its delivery (and its event's other deliveries) until
+            # the lease runs out, so lease expiries are moments to jump to as well.
+            moments = [d.next_attempt_at for d in pending if d.next_attempt_at] + [d.lease_until for d in pending if d.lease_until]
+            moments += [e.next_attempt_at for e in due if e.next_attempt_at]
             if not pending and not due:
                 return
-            if not moments:
+            # Whatever was due and claimable has just been drained: jump to the next moment still ahead.
+            ahead = [m for m in moments if m > self.clock.now()]
+            if not ahead:
                 self.clock.advance(1)
                 continue
-            later = max(min(moments), self.clock.now())
-            self.clock.set(later)
+            self.clock.set(min(ahead))
             self.clock.advance(0.001)
         raise AssertionError(f"the world did not settle in {max_rounds} rounds")
+
+    def connector(self) -> Connector:
+        """The public ``tsrevel.Connector`` over this world's processor and fakes (signed with the world's secret)."""
+        from tsrevel.connector import Connector
+        from tsrevel.entrypoints.settings import Settings
+
+        return Connector.over(self.processor, settings=Settings(signing_secret=self.secret))
+
+    def sign(self, body: bytes) -> dict[str, str]:
+        """The headers TripleSeat would send with body: X-Signature with the world's secret (none without one)."""
+        return {"X-Signature": sign_body(body, secret=self.secret)} if self.secret is not None else {}
 
     async def states(self) -> dict[int, str]:
         return {d.id: d.state for d in await self.store.list_deliveries(limit=100_000)}

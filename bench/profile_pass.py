@@ -1,0 +1,58 @@
+"""An unmeasured extra pass of P1 and P2 under py-spy, so that docs/performance.md shows where the time goes today.
+
+Sampling perturbs what it samples, so it never runs during a measured round. The summaries keep
+the frames that explain the cost (our code, the SQLite store, Litestar, httpx, logging).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench.common import Context, running, service_env, start_service
+from bench.loadgen import post_webhooks
+from bench.p1_intake import CONNECTIONS
+from bench.p2_end_to_end import fake_revel
+from bench.payloads import WebhookBodies
+from bench.profiling import Profile, finish_recording, py_spy, start_recording
+from bench.wrk_load import run_wrk, write_script
+
+# Only the thread holding the GIL is sampled: one process's Python runs on one core at a time, and
+# that core is what P1 and P2 run out of. (SQLite's C code runs outside the GIL and is not shown.)
+GIL = ("--gil",)
+# Frames below the event loop (runpy, click, uvicorn.run, cli.serve) are on every stack and say nothing.
+BORING = ("(tsrevel/__main__.py)", "(tsrevel/entrypoints/cli.py)", "(bench/service_app.py)")
+INTERESTING = (
+    "tsrevel/", "sqlite", "litestar/routes", "litestar/_kwargs", "litestar/response", "litestar/middleware",
+    "httpx/_client", "httpcore/_async/connection_pool", "h11_impl", "logging/__init__", "json/", "concurrent/futures",
+    "selector_events", "EpollSelector",
+)
+
+
+def intake_profile(ctx: Context, seconds: float) -> Profile | None:
+    scratch = ctx.scratch("profile-p1")
+    bodies = WebhookBodies()
+    script = write_script(scratch / "profile.lua", bodies, 40_000)
+    with running(start_service(scratch, service_env(scratch, dry_run=True)), ready_path="/ready") as service:
+        run_wrk(service.url, script, connections=CONNECTIONS, duration_s=1, start=30_000)
+        recorder = start_recording(service.pid, scratch / "p1.txt", duration_s=seconds, extra=GIL)
+        run_wrk(service.url, script, connections=CONNECTIONS, duration_s=seconds + 1, start=0)
+        return finish_recording(recorder, scratch / "p1.txt")
+
+
+def end_to_end_profile(ctx: Context, seconds: float) -> Profile | None:
+    scratch = ctx.scratch("profile-p2")
+    with running(fake_revel(scratch), ready_path="/__stats") as revel:
+        env = service_env(scratch, dry_run=False, revel_url=revel.url, REVEL_MIN_INTERVAL_S="0")
+        with running(start_service(scratch, env), ready_path="/ready") as service:
+            port = int(service.url.rsplit(":", 1)[1])
+            recorder = start_recording(service.pid, scratch / "p2.txt", duration_s=seconds, extra=GIL)
+            asyncio.run(post_webhooks("127.0.0.1", port, WebhookBodies(), first=0, count=10**6, connections=8, deadline_s=seconds))
+            return finish_recording(recorder, scratch / "p2.txt")
+
+
+def run(ctx: Context) -> dict[str, Profile | None]:
+    if py_spy() is None:
+        ctx.note("profile", "py-spy is not installed (pip install -e '.[bench]'): no profile this run")
+        return {}
+    seconds = 3.0 if ctx.quick else 6.0
+    return {"P1 intake (worker on)": intake_profile(ctx, seconds), "P2 end to end": end_to_end_profile(ctx, seconds)}

@@ -1,0 +1,300 @@
+"""The operator's actions over the same container and store as the service; they work while it is down.
+
+Each CLI command opens the container (store migrated, clients pooled), acts through the
+Processor's use cases (which write the audit log) or reads the store and Revel, and closes
+it. Formatting is the CLI's job; this module returns records.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+from dependency_injector import providers
+
+from tsrevel.domain import deliveries as st
+from tsrevel.domain.deliveries import LedgerEntry
+from tsrevel.domain.errors import ConfigError, TsrevelError
+from tsrevel.domain.ids import ORDER_REFERENCE_PREFIX
+from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig, ProductMap, Venue
+from tsrevel.domain.ports import AuditEntry, FlagOverrides
+from tsrevel.domain.processing import Processor
+from tsrevel.domain.reconcile import ReconcileReport, reconcile
+from tsrevel.domain.safety import SafetyFlags
+from tsrevel.entrypoints.container import Container, build_container
+from tsrevel.entrypoints.settings import Settings
+
+UTC = timezone.utc
+EVERYTHING = 1_000_000  # "no limit" for store listings an operator asks to see in full
+# Revel filters orders on its own local clock; widen the window so no order near midnight is missed.
+RECONCILE_MARGIN = timedelta(days=1)
+
+
+class OperatorError(TsrevelError):
+    """An operator request that cannot be carried out; the message says what to do instead."""
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit to print: any password replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@attrs.frozen
+class Session:
+    """An opened container: the processor (use cases over the store) and the raw Revel gateway."""
+
+    container: Container
+    processor: Processor
+    settings: Settings
+    mapping_problem: str | None = None
+
+    @property
+    def store(self) -> Any:
+        return self.processor.store
+
+
+@asynccontextmanager
+async def open_session(settings: Settings, *, need_mapping: bool = False) -> AsyncIterator[Session]:
+    """Open the service's container; a broken mapping file only stops commands that need the mapping.
+
+    Flags, replay, discard and audit must work in the middle of an incident, including one caused
+    by a bad mapping file.
+    """
+    container = build_container(settings)
+    problem = None
+    try:
+        container.mapping()
+    except ConfigError as exc:
+        if need_mapping:
+            raise
+        problem = str(exc)
+        container.mapping.override(providers.Object(MappingConfig()))
+    await _resolve(container.init_resources())
+    try:
+        processor = await _resolve(container.processor())
+        yield Session(container=container, processor=processor, settings=settings, mapping_problem=problem)
+    finally:
+        await _resolve(container.shutdown_resources())
+
+
+async def _resolve(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+# ---- status -----------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Status:
+    flags: SafetyFlags
+    overrides: FlagOverrides
+    counts: dict[str, int]
+    oldest_pending_age_s: float | None
+    last_order: LedgerEntry | None
+    last_action: AuditEntry | None
+
+
+async def read_status(session: Session) -> Status:
+    store, processor = session.store, session.processor
+    oldest = await store.oldest_pending()
+    orders = await store.list_orders(limit=1)
+    audit = await store.list_audit(limit=1)
+    return Status(
+        flags=await processor.flags(),
+        overrides=await store.get_flags(),
+        counts=await store.count_by_state(),
+        oldest_pending_age_s=(processor.clock.now() - oldest).total_seconds() if oldest else None,
+        last_order=orders[0] if orders else None,
+        last_action=audit[0] if audit else None,
+    )
+
+
+# ---- replay and its progress ------------------------------------------------------------------------
+
+
+async def pending_of(session: Session, ids: Sequence[int]) -> list[int]:
+    """Which of these deliveries still wait for a worker."""
+    pending = []
+    for delivery_id in ids:
+        try:
+            delivery = await session.store.get_delivery(delivery_id)
+        except TsrevelError:
+            continue  # pruned meanwhile: nothing left to wait for
+        if delivery.state in st.PENDING_STATES:
+            pending.append(delivery_id)
+    return pending
+
+
+async def replayable_older_than(session: Session, cutoff: datetime) -> dict[str, int]:
+    """Held, skipped, dead and dry-run deliveries last touched before cutoff, by state (prune would delete them)."""
+    found: dict[str, int] = {}
+    for state in sorted(st.REPLAYABLE_STATES):
+        old = [d for d in await session.store.list_deliveries(state=state, limit=EVERYTHING) if d.updated_at and d.updated_at < cutoff]
+        if old:
+            found[state] = len(old)
+    return found
+
+
+# ---- Revel: check-mapping and reconcile ------------------------------------------------------------
+
+
+class RevelLister(Protocol):
+    """The listing calls of HttpxRevelGateway that check-mapping and reconcile need."""
+
+    async def list_establishments(self) -> list[tuple[int, str]]: ...
+    async def list_products(self, establishment_id: int) -> list[tuple[int, str]]: ...
+    async def list_orders_by_reference_prefix(
+        self, establishment_id: int, prefix: str, created_from: datetime | None = None, created_to: datetime | None = None
+    ) -> list[tuple[int, str]]: ...
+
+
+async def revel_lister(session: Session) -> RevelLister:
+    """The service's own Revel adapter (with its key, timeouts and pacing), for the listing calls."""
+    gateway = await _resolve(session.container.revel())
+    if not all(hasattr(gateway, name) for name in ("list_establishments", "list_products", "list_orders_by_reference_prefix")):
+        raise OperatorError("this needs Revel: set REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET (the service's values)")
+    return gateway  # type: ignore[no-any-return]
+
+
+@attrs.frozen(kw_only=True)
+class MappingCheck:
+    establishments_checked: int
+    products_checked: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def venues(mapping: MappingConfig) -> list[Venue]:
+    return [*mapping.locations.values(), *mapping.sites.values()]
+
+
+def effective_products(venue: Venue, shared: ProductMap) -> dict[str, int]:
+    """Every mapping key that can pick a product for this venue: its own entries, then the shared ones it does not shadow."""
+    keys = {f"{MENU_ITEM_PREFIX}{k}": v for k, v in venue.products.by_menu_item.items()}
+    keys.update({f'"{k}"': v for k, v in venue.products.by_name.items()})
+    for k, v in shared.by_menu_item.items():
+        keys.setdefault(f"{MENU_ITEM_PREFIX}{k}", v)
+    for k, v in shared.by_name.items():
+        keys.setdefault(f'"{k}"', v)
+    return keys
+
+
+async def check_mapping(mapping: MappingConfig, revel: RevelLister) -> MappingCheck:
+    """Every establishment the mapping names exists in Revel, and every product it can pick exists there."""
+    known = {est_id for est_id, _ in await revel.list_establishments()}
+    problems: list[str] = []
+    by_establishment: dict[int, list[Venue]] = {}
+    for venue in venues(mapping):
+        by_establishment.setdefault(venue.revel_establishment, []).append(venue)
+    products_checked = 0
+    for est_id in sorted(by_establishment):
+        users = ", ".join(f"{v.key} ({v.name})" for v in by_establishment[est_id])
+        if est_id not in known:
+            problems.append(f"establishment {est_id} (used by {users}) does not exist in Revel or the API key cannot see it")
+            continue
+        products = {product_id for product_id, _ in await revel.list_products(est_id)}
+        wanted: dict[int, set[str]] = {}
+        for venue in by_establishment[est_id]:
+            for key, product_id in effective_products(venue, mapping.products).items():
+                wanted.setdefault(product_id, set()).add(f"{key} for {venue.key}")
+        products_checked += len(wanted)
+        for product_id in sorted(set(wanted) - products):
+            problems.append(f"product {product_id} ({'; '.join(sorted(wanted[product_id]))}) does not exist in Revel establishment {est_id}")
+    return MappingCheck(establishments_checked=len(by_establishment), products_checked=products_checked, problems=tuple(problems))
+
+
+@attrs.frozen(kw_only=True)
+class ReconcileRun:
+    start: date
+    end: date
+    establishments: tuple[int, ...]
+    report: ReconcileReport
+
+
+def reconcile_chunks(start: date, end: date, chunk_days: int) -> list[tuple[datetime, datetime]]:
+    """The Revel query windows: [start - margin, end + 1 day + margin) cut into chunks, each end inclusive to the second."""
+    lo = datetime.combine(start, time.min, UTC) - RECONCILE_MARGIN
+    hi = datetime.combine(end + timedelta(days=1), time.min, UTC) + RECONCILE_MARGIN
+    step = timedelta(days=max(chunk_days, 1))
+    chunks = []
+    cursor = lo
+    while cursor < hi:
+        nxt = min(cursor + step, hi)
+        chunks.append((cursor, nxt - timedelta(seconds=1)))
+        cursor = nxt
+    return chunks
+
+
+async def run_reconcile(
+    session: Session,
+    revel: RevelLister,
+    start: date,
+    end: date,
+    *,
+    chunk_days: int = 1,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ReconcileRun:
+    """Read the ledger and Revel's tripleseat-* orders for the dates and compare them; writes nothing anywhere."""
+    if end < start:
+        raise OperatorError(f"--to {end} is before --from {start}")
+    lo = datetime.combine(start, time.min, UTC)
+    hi = datetime.combine(end + timedelta(days=1), time.min, UTC)
+    ledger = await session.store.list_orders(limit=EVERYTHING)
+    in_window = [e for e in ledger if e.created_at is not None and lo <= e.created_at < hi]
+    establishments = sorted({v.revel_establishment for v in venues(session.processor.mapping)} | {e.establishment_id for e in in_window})
+    chunks = reconcile_chunks(start, end, chunk_days)
+    total = len(chunks) * len(establishments)
+    done = 0
+    orders: list[tuple[int, str]] = []
+    for est_id in establishments:
+        for chunk_from, chunk_to in chunks:
+            orders += await revel.list_orders_by_reference_prefix(est_id, ORDER_REFERENCE_PREFIX, chunk_from, chunk_to)
+            done += 1
+            if on_progress is not None:
+                on_progress(done, total)
+    # The widened Revel window can list orders of events ordered just outside the dates: compare
+    # those with their ledger rows too, so they are neither orphans nor silently ignored.
+    listed = {local_id for _, local_id in orders}
+    compared = {e.reference: e for e in in_window}
+    compared.update({e.reference: e for e in ledger if e.reference in listed})
+    report = reconcile(list(compared.values()), orders)
+    return ReconcileRun(start=start, end=end, establishments=tuple(establishments), report=report)
+
+
+def report_json(run: ReconcileRun) -> dict[str, Any]:
+    """The reconcile report as JSON-ready data (``--json FILE``)."""
+    r = run.report
+
+    def entry(e: LedgerEntry | None) -> dict[str, Any] | None:
+        if e is None:
+            return None
+        return {
+            "event_id": e.event_id, "reference": e.reference, "state": e.state, "establishment_id": e.establishment_id,
+            "revel_order_id": e.revel_order_id, "delivery_id": e.delivery_id,
+            "created_at": e.created_at.isoformat() if e.created_at else None,
+        }
+
+    return {
+        "from": run.start.isoformat(),
+        "to": run.end.isoformat(),
+        "establishments": list(run.establishments),
+        "ok": r.ok,
+        "ledger_checked": r.ledger_checked,
+        "orders_checked": r.orders_checked,
+        "missing": [{"reference": m.reference, "ledger": entry(m.entry)} for m in r.missing],
+        "duplicates": [{"reference": d.reference, "order_ids": list(d.order_ids), "ledger": entry(d.entry)} for d in r.duplicates],
+        "orphans": [{"reference": o.reference, "order_id": o.order_id} for o in r.orphans],
+        "problems": r.problems(),
+    }
