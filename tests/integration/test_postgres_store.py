@@ -233,7 +233,7 @@ class TestLedgerAndFlags:
 
 
 class TestPruning:
-    async def test_pruning_keeps_the_ledger_and_unsent_emails_of_pruned_deliveries(self, open_store):
+    async def test_pruning_keeps_a_delivery_that_owns_the_ledger_row_and_an_unsent_email(self, open_store):
         store = await open_store()
         delivery, _ = await store.add_delivery(new_delivery("evt-1", 1))
         claimed = await store.claim_delivery(now=T0, lease_until=T0 + LEASE)
@@ -243,10 +243,10 @@ class TestPruning:
         message = EmailMessage(kind="order_created", subject="s", text="t", delivery_id=delivery.id, correlation_id="c")
         assert await store.complete_order(event_id="evt-1", delivery_id=delivery.id, token=claimed.lease_token,
                                           ref=OrderRef(77), snapshot="{}", now=T0, note="created", emails=[message])
-        assert await store.prune_history(older_than=T0 + timedelta(days=1)) == 1
+        assert await store.prune_history(older_than=T0 + timedelta(days=1)) == 0
         assert (await store.get_order("evt-1")).revel_order_id == 77
         assert [e.state for e in await store.list_emails()] == [EMAIL_PENDING]
-        assert await store.count_by_state() == {}
+        assert await store.count_by_state() == {DONE: 1}
 
     async def test_pruning_works_through_a_backlog_larger_than_one_batch(self, open_store, monkeypatch):
         from tsrevel.adapters import postgres_store

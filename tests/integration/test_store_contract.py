@@ -961,3 +961,17 @@ class TestValuesAndPruning:
         assert (await store.get_delivery(pending.id)).state == QUEUED
         # The same body can no longer be recognised as a duplicate, but the ledger still guards the order.
         assert await store.prune_history(older_than=at(3)) == 0
+
+    async def test_pruning_keeps_the_delivery_that_owns_an_order_and_never_fails_on_it(self, store):
+        owner = await add(store, event_id="evt-ordered")
+        claimed = await claim(store, at(1))
+        await store.reserve_order(event_id="evt-ordered", reference="tripleseat-evt-ordered", establishment_id=4,
+                                  delivery_id=owner.id, token=claimed.lease_token, now=at(1))
+        assert await store.complete_order(event_id="evt-ordered", delivery_id=owner.id, token=claimed.lease_token,
+                                          ref=OrderRef(77, "/resources/Order/77/"), snapshot="{}", now=at(2), note="created")
+        later = await add(store, event_id="evt-ordered")
+        again = await claim(store, at(3))
+        assert await store.finish(later.id, token=again.lease_token, state=DONE, now=at(3), note="no change")
+        assert await store.prune_history(older_than=at(10)) == 1
+        assert (await store.get_order("evt-ordered")).revel_order_id == 77
+        assert (await store.get_delivery(owner.id)).state == DONE

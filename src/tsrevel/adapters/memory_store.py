@@ -443,10 +443,17 @@ class MemoryStore:
         older_than = utc(older_than)
         with self._lock:
             self._check_open()
+            # As in the SQL stores: the delivery that owns a ledger row, or has an email still to
+            # send, is kept.
+            owners = {entry.delivery_id for entry in self._orders.values()}
+            unsettled = {
+                e.email.message.delivery_id for e in self._emails.values() if e.email.state not in ("sent", "unsent", "failed")
+            }
             doomed = [
                 d.id
                 for d in self._deliveries.values()
                 if d.state in TERMINAL_STATES and d.updated_at is not None and d.updated_at < older_than
+                and d.id not in owners and d.id not in unsettled
             ]
             for delivery_id in doomed:
                 delivery = self._deliveries.pop(delivery_id)

@@ -699,9 +699,13 @@ class PostgresStore:
                 # Locked rows are being replayed right now: leave them for the next prune.
                 rows = await _all(
                     conn,
-                    """SELECT id FROM deliveries WHERE state = ANY(%s) AND updated_at < %s
+                    # As in every store: the delivery that owns a ledger row, or has an email still
+                    # to send, is kept, so the ledger and the outbox always point at a real delivery.
+                    """SELECT id FROM deliveries AS d WHERE state = ANY(%s) AND updated_at < %s
+                         AND NOT EXISTS (SELECT 1 FROM orders AS o WHERE o.delivery_id = d.id)
+                         AND NOT EXISTS (SELECT 1 FROM emails AS e WHERE e.delivery_id = d.id AND NOT (e.state = ANY(%s)))
                        ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""",
-                    (sorted(TERMINAL_STATES), older_than, _PRUNE_BATCH),
+                    (sorted(TERMINAL_STATES), older_than, [EMAIL_SENT, EMAIL_UNSENT, EMAIL_FAILED], _PRUNE_BATCH),
                 )
                 ids = [row["id"] for row in rows]
                 if ids:
