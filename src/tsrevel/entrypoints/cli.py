@@ -84,7 +84,13 @@ def serve(host: str, port: int) -> None:
             "--data-binary @examples/webhook-definite.json",
             err=True,
         )
-    click.echo(f"Then look at it: curl -sS {url}/health   (admin endpoints need TSREVEL_ADMIN_TOKEN)", err=True)
+    click.echo(f"Then look at it: curl -sS {url}/health", err=True)
+    if settings.admin_token:
+        # The token itself is never printed: `make run` keeps its generated one in var/admin-token.
+        token_source = "$(cat var/admin-token)" if os.path.exists("var/admin-token") else "$TSREVEL_ADMIN_TOKEN"
+        click.echo(f"  curl -sS -H \"Authorization: Bearer {token_source}\" {url}/admin/deliveries", err=True)
+    else:
+        click.echo("  (admin endpoints answer 403 until TSREVEL_ADMIN_TOKEN is set)", err=True)
     app = create_app(container)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler that
     # was there before it: make that handler a clean exit, so a stop after draining is exit 0.
