@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
@@ -216,7 +216,9 @@ def _lease(world: Any) -> timedelta:
     return timedelta(seconds=world.processor.settings.lease_s)
 
 
-DeliveryLifecycle.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+DeliveryLifecycle.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 TestDeliveryLifecycle = DeliveryLifecycle.TestCase
 
 
