@@ -9,6 +9,7 @@ process, on its own event loop; the service under test is another process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,10 +107,8 @@ async def post_webhooks(
                     on_progress(result.sent)
         finally:
             writer.close()
-            try:
+            with contextlib.suppress(OSError):  # the server may have closed first
                 await writer.wait_closed()
-            except OSError:
-                pass
 
     result.started_at = time.monotonic()
     await asyncio.gather(*(one_connection() for _ in range(connections)))

@@ -8,8 +8,9 @@ which the run checks afterwards by counting the stored deliveries. The server's 
 request is read from /proc beside wrk's numbers: on a shared machine it is the steadier figure.
 
 wrk keeps 32 requests in flight, so by Little's law the mean latency is 32 / throughput: a p99
-of 20 ms needs well over 1,600 answers a second. A last run per round paces 100 webhooks a
-second instead (bench.loadgen), to show the latency of a server that is not saturated.
+of 20 ms needs well over 1,600 answers a second. After the rounds, as many fresh tsrevel
+processes (worker on) each take 500 webhooks paced at 100 a second (bench.loadgen): the
+latency of a server that is not saturated.
 """
 
 from __future__ import annotations
@@ -85,15 +86,15 @@ def run(ctx: Context) -> list[Row]:
     rows.append(Row("P1", "bare Litestar echo req/s", f"{median([r.rps for r in bare]):.0f}", runs=[r.rps for r in bare]))
     for variant in ("worker on", "worker off"):
         mine = results[variant]
-        ratios = [m.rps / b.rps for m, b in zip(mine, bare)]
+        ratios = [m.rps / b.rps for m, b in zip(mine, bare, strict=True)]
         p99s = [m.p99_ms for m in mine]
         label = "tsrevel (worker on, DRY_RUN)" if variant == "worker on" else "tsrevel (worker off)"
         rows.append(Row("P1", f"{label} req/s", f"{median([m.rps for m in mine]):.0f}", runs=[m.rps for m in mine]))
         rows.append(Row("P1", f"{label} / bare", f"{median(ratios):.2f}", f">= {TARGET_RATIO}", median(ratios) >= TARGET_RATIO, ratios))
         rows.append(Row("P1", f"{label} p50 ms", f"{median([m.p50_ms for m in mine]):.2f}", runs=[m.p50_ms for m in mine]))
-        cpu_ratio = [b / m for b, m in zip(cpu_us["bare"], cpu_us[variant])]
+        cpu_ratio = [b / m for b, m in zip(cpu_us["bare"], cpu_us[variant], strict=True)]
         rows.append(Row("P1", f"{label} server CPU per request (us)", f"{median(cpu_us[variant]):.0f}", runs=cpu_us[variant],
-                        note=f"bare / this = {median(cpu_ratio):.2f}: the ratio were both CPU-bound on equal shares"))
+                        note=f"bare / this = {median(cpu_ratio):.2f}: the ratio if both were CPU-bound"))
         rows.append(Row("P1", f"{label} p99 ms", f"{median(p99s):.2f}", f"<= {TARGET_P99_MS:g}", median(p99s) <= TARGET_P99_MS, p99s))
     rows.append(Row("P1", f"tsrevel (worker on) p50 / p99 ms at a paced {PACED_RATE:g} req/s",
                     f"{median([p[0] for p in paced]):.2f} / {median([p[1] for p in paced]):.2f}",

@@ -1,7 +1,8 @@
 """P3 mapping: one webhook with a 500-line event, parsed (JSON + domain objects) and mapped to a Revel order, in process.
 
-Pure CPU, no I/O: timed with time.perf_counter over many repetitions after a warm-up; the
-median of each round is reported, and the median of the rounds' medians is the result.
+Pure CPU, no I/O: timed with time.perf_counter over many repetitions after a warm-up, with the
+garbage collector on as in service; the median of each round is reported, and the median of
+the rounds' medians is the result.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """P4 memory: the service's RSS across 100,000 signed deliveries (intake and DRY_RUN processing, worker on).
 
 One `tsrevel serve` process (DRY_RUN=true, SQLite) takes the deliveries over 16 connections
-while its worker processes them; RSS is read from /proc every 2,000 deliveries, and every
-second while the worker drains the rest. "Flat" compares the RSS at the end with the RSS after
+while its worker processes them; RSS is read from /proc every 2,000 deliveries, then every
+second for 20 s while the worker goes on with the backlog (it cannot drain 100,000 in the time
+bound: the queue lives in SQLite, not in memory). "Flat" compares the RSS at the end with the RSS after
 warm-up (the first 10 % of the deliveries): allocator pools, SQLite's page cache and Python's
 caches fill during warm-up, a leak keeps growing after it. The run is bounded in time: if the
 deliveries do not all go in before the deadline, the row says how many did.
@@ -21,6 +22,7 @@ TARGET_MB = 150.0
 TARGET_GROWTH = 0.10
 CONNECTIONS = 16
 SAMPLE_EVERY = 2000
+DRAIN_S = 20.0  # RSS keeps being sampled this long after the last delivery, while the worker goes on
 
 
 def pending(url: str) -> int:
@@ -30,10 +32,11 @@ def pending(url: str) -> int:
 
 def run(ctx: Context) -> list[Row]:
     total = 10_000 if ctx.quick else 100_000
-    deadline_s = 40.0 if ctx.quick else 270.0
+    deadline_s = 40.0 if ctx.quick else 200.0  # keeps `make bench` under 10 minutes on a loaded machine
     bodies = WebhookBodies()
     scratch = ctx.scratch("p4")
-    samples: list[tuple[int, float]] = []  # (deliveries sent, RSS MiB)
+    samples: list[tuple[int, float]] = []  # (deliveries sent, RSS MiB) while they go in
+    drain: list[tuple[float, float]] = []  # (seconds after the last one, RSS MiB) while the worker goes on
     env = service_env(scratch, dry_run=True)
     with running(start_service(scratch, env), ready_path="/ready") as service:
         port = int(service.url.rsplit(":", 1)[1])
@@ -48,25 +51,26 @@ def run(ctx: Context) -> list[Row]:
         )
         sent = load.sent
         samples.append((sent, service.rss_mb()))
-        drain_deadline = time.monotonic() + (30 if ctx.quick else 120)
+        drain_started = time.monotonic()
         left = pending(service.url)
-        while left and time.monotonic() < drain_deadline:
+        while left and time.monotonic() < drain_started + DRAIN_S:
             time.sleep(1)
-            samples.append((sent, service.rss_mb()))
+            drain.append((time.monotonic() - drain_started, service.rss_mb()))
             left = pending(service.url)
         cpu = service.cpu_s() - cpu0
         final = service.rss_mb()
-        samples.append((sent, final))
-    warm_index = next(i for i, (n, _) in enumerate(samples) if n >= sent * 0.1)
-    warm = samples[warm_index][1]
-    peak = max(rss for _, rss in samples)
+    warm = next(rss for n, rss in samples if n >= sent * 0.1)
+    peak = max(rss for _, rss in samples + drain + [(0, final)])
     growth = (final - warm) / warm
     ctx.note(
         "P4",
         f"{sent} deliveries in {load.elapsed_s:.0f}s ({load.rate:.0f}/s, {load.other} not accepted), {left} still pending after the drain; "
         f"CPU {cpu / max(sent, 1) * 1000:.2f} ms per delivery; load average {load_average()}",
     )
-    ctx.note("P4", "RSS MiB by deliveries sent: " + ", ".join(f"{n}: {rss:.0f}" for n, rss in samples[:: max(1, len(samples) // 12)]))
+    shown = samples[:: max(1, len(samples) // 10)] + samples[-1:]
+    ctx.note("P4", "RSS MiB by deliveries sent: " + ", ".join(f"{n:,}: {rss:.0f}" for n, rss in shown)
+             + "; then while the worker went on: " + ", ".join(f"+{t:.0f}s: {rss:.0f}" for t, rss in drain[::5] + drain[-1:])
+             + f"; at the end: {final:.0f}")
     scaled = "" if sent >= total else f" (only {sent} of {total} went in before the {deadline_s:.0f}s deadline)"
     return [
         Row("P4", f"peak RSS over {sent:,} deliveries (MiB){scaled}", f"{peak:.0f}", f"<= {TARGET_MB:g}", peak <= TARGET_MB),

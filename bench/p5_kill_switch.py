@@ -17,7 +17,7 @@ import httpx
 
 from bench.common import ADMIN_TOKEN, Context, Row, admin, median, running, service_env, start_service
 from bench.loadgen import post_webhooks
-from bench.p2_end_to_end import fake_revel, revel_stats
+from bench.p2_end_to_end import fake_revel
 from bench.payloads import WebhookBodies
 
 TARGET_S = 1.0

@@ -1,5 +1,9 @@
 """An unmeasured extra pass of P1 and P2 under py-spy, so that docs/performance.md shows where the time goes today.
 
+P1 is sampled under wrk as in its measured rounds; for P2 the webhooks are stored first (kill
+switch off, so they are held), then the switch goes on, they are replayed, and the worker is
+sampled while it turns them into orders: the per-order processing cost, without intake mixed in.
+
 Sampling perturbs what it samples, so it never runs during a measured round. The summaries keep
 the frames that explain the cost (our code, the SQLite store, Litestar, httpx, logging).
 """
@@ -8,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bench.common import Context, running, service_env, start_service
+from bench.common import Context, admin, poll, running, service_env, start_service
 from bench.loadgen import post_webhooks
 from bench.p1_intake import CONNECTIONS
 from bench.p2_end_to_end import fake_revel
@@ -39,14 +43,19 @@ def intake_profile(ctx: Context, seconds: float) -> Profile | None:
         return finish_recording(recorder, scratch / "p1.txt")
 
 
-def end_to_end_profile(ctx: Context, seconds: float) -> Profile | None:
+def processing_profile(ctx: Context, seconds: float) -> Profile | None:
+    """The worker alone: webhooks stored with the kill switch off (held), then switched on and replayed, then sampled draining."""
     scratch = ctx.scratch("profile-p2")
+    count = 1000 if ctx.quick else 2000
     with running(fake_revel(scratch), ready_path="/__stats") as revel:
-        env = service_env(scratch, dry_run=False, revel_url=revel.url, REVEL_MIN_INTERVAL_S="0")
+        env = service_env(scratch, dry_run=False, revel_url=revel.url, REVEL_MIN_INTERVAL_S="0", ENABLE_CONNECTOR="false")
         with running(start_service(scratch, env), ready_path="/ready") as service:
             port = int(service.url.rsplit(":", 1)[1])
+            asyncio.run(post_webhooks("127.0.0.1", port, WebhookBodies(), first=0, count=count, connections=8))
+            poll(lambda: admin(service.url, "GET", "/admin/status").json()["counts"].get("held", 0) >= count, timeout_s=60)
+            admin(service.url, "PUT", "/admin/flags", json={"enable_connector": True, "reason": "profile pass"})
             recorder = start_recording(service.pid, scratch / "p2.txt", duration_s=seconds, extra=GIL)
-            asyncio.run(post_webhooks("127.0.0.1", port, WebhookBodies(), first=0, count=10**6, connections=8, deadline_s=seconds))
+            admin(service.url, "POST", "/admin/replay", json={"state": "held"})
             return finish_recording(recorder, scratch / "p2.txt")
 
 
@@ -55,4 +64,7 @@ def run(ctx: Context) -> dict[str, Profile | None]:
         ctx.note("profile", "py-spy is not installed (pip install -e '.[bench]'): no profile this run")
         return {}
     seconds = 3.0 if ctx.quick else 6.0
-    return {"P1 intake (worker on)": intake_profile(ctx, seconds), "P2 end to end": end_to_end_profile(ctx, seconds)}
+    return {
+        "P1 intake (worker on)": intake_profile(ctx, seconds),
+        "P2 processing: the worker draining new orders to the fake Revel (intake done beforehand)": processing_profile(ctx, seconds),
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import importlib.metadata
 import os
 import platform
@@ -9,12 +11,13 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench.common import ROOT, Row, fmt_runs
-from bench.profiling import Profile
 from bench.profile_pass import BORING, INTERESTING
+from bench.profiling import Profile
 
 NOTES = Path(__file__).with_name("performance_notes.md")
 
@@ -80,7 +83,7 @@ def table(rows: list[Row]) -> str:
     lines = []
     for r in rows:
         cells = (r.measure, r.name, r.value, r.target, r.verdict.replace("*", ""))
-        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
     return "\n".join(lines)
 
 
@@ -110,10 +113,38 @@ def profile_section(profiles: dict[str, Profile | None]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_document(
-    path: Path, *, rows: list[Row], notes: dict[str, list[str]], profiles: dict[str, Profile | None],
-    command: str, started: datetime, elapsed_s: float, load_before: str, load_after: str, machine_rows: list[tuple[str, str]],
-) -> None:
+def _methods() -> list[str]:
+    """Each measure module's docstring, as the method behind its rows."""
+    out = []
+    for module in ("p1_intake", "p2_end_to_end", "p3_mapping", "p4_memory", "p5_kill_switch", "p6_startup"):
+        doc = (importlib.import_module(f"bench.{module}").__doc__ or "").strip()
+        title, _, body = doc.partition("\n\n")
+        out += [f"**{title}**", "", " ".join(body.split()) if body else "", ""]
+    return out
+
+
+def run_record(
+    *, rows: list[Row], notes: dict[str, list[str]], profiles: dict[str, Profile | None], command: str,
+    started: datetime, elapsed_s: float, load_before: str, load_after: str,
+) -> dict[str, Any]:
+    """Everything docs/performance.md shows of a run, as JSON-ready data (kept in bench/results/last.json)."""
+    return {
+        "rows": [dataclasses.asdict(r) for r in rows],
+        "notes": notes,
+        "profile_markdown": profile_section(profiles),
+        "command": command,
+        "started": started.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
+        "elapsed_s": elapsed_s,
+        "load_before": load_before,
+        "load_after": load_after,
+        "machine": machine(),
+    }
+
+
+def write_document(path: Path, record: dict[str, Any]) -> None:
+    """docs/performance.md from a run record and the hand-written notes (bench/performance_notes.md)."""
+    rows = [Row(**{**r, "runs": tuple(r["runs"])}) for r in record["rows"]]
+    notes: dict[str, list[str]] = record["notes"]
     parts = [
         "# Performance",
         "",
@@ -124,15 +155,17 @@ def write_document(
         "",
         "| | |",
         "|---|---|",
-        *(f"| {k} | {v} |" for k, v in machine_rows),
-        f"| run | {started.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC, {elapsed_s:.0f} s in all |",
-        f"| 1-minute load average before / after | {load_before} / {load_after} (2 cores: above 2 means other work shared them) |",
+        *(f"| {k} | {v} |" for k, v in record["machine"]),
+        f"| run | {record['started']} UTC, {record['elapsed_s']:.0f} s in all |",
+        f"| 1-minute load average before / after | {record['load_before']} / {record['load_after']} "
+        "(2 cores: above 2 means other work shared them) |",
         "",
         "Commands:",
         "",
         "```sh",
         "make bench                      # installs wrk and the bench extra if missing, then:",
-        command,
+        record["command"],
+        "python -m bench.run --rewrite   # this page again from the last run (bench/results/last.json) and the notes",
         "python -m bench.run --quick     # a smaller, faster pass (not for the record)",
         "python -m bench.run --only P2,P5 --runs 5",
         "```",
@@ -143,6 +176,9 @@ def write_document(
         "",
         markdown_table(rows),
         "",
+        "## How each measure is taken",
+        "",
+        *_methods(),
         "## What each run saw",
         "",
     ]
@@ -151,7 +187,7 @@ def write_document(
         parts.append("")
         parts.extend(f"- {line}" for line in notes[measure])
         parts.append("")
-    parts += ["## Profile of this run", "", profile_section(profiles)]
+    parts += ["## Profile of this run", "", record["profile_markdown"]]
     if NOTES.exists():
         parts += ["## Profile notes and changes", "", NOTES.read_text().strip(), ""]
     path.write_text("\n".join(parts))

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import shutil
 import sys
 import tempfile
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import ROOT, Context, Row, load_average
-from bench.report import machine, table, write_document
+from bench.report import run_record, table, write_document
 from bench.wrk_load import wrk_path
 
+LAST_RUN = ROOT / "bench" / "results" / "last.json"  # git-ignored; what --rewrite reads
 MEASURES = {
     "P1": "bench.p1_intake",
     "P2": "bench.p2_end_to_end",
@@ -39,7 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy pass")
     parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"), help="where to write the report ('-' for nowhere)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (databases, logs, wrk scripts)")
+    parser.add_argument("--rewrite", action="store_true",
+                        help="measure nothing: write the report again from the last run's record and the current notes")
     args = parser.parse_args(argv)
+    if args.rewrite:
+        write_document(Path(args.output), json.loads(LAST_RUN.read_text()))
+        print(f"wrote {args.output} from {LAST_RUN}")
+        return 0
 
     wanted = [m.strip().upper() for m in args.only.split(",") if m.strip()]
     unknown = [m for m in wanted if m not in MEASURES]
@@ -50,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="tsrevel-bench-"))
     ctx = Context(workdir=workdir, quick=args.quick, runs=max(1, args.runs))
-    started, t0, load_before = datetime.now(timezone.utc), time.monotonic(), load_average()
+    started, t0, load_before = datetime.now(UTC), time.monotonic(), load_average()
     rows: list[Row] = []
     failed = False
     try:
@@ -77,12 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(table(rows))
         print(f"\n{elapsed:.0f}s in all; load average {load_before} before, {load_average()} after")
+        record = run_record(
+            rows=rows, notes=ctx.notes, profiles=profiles, started=started, elapsed_s=elapsed,
+            command=" ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
+            load_before=load_before, load_after=load_average(),
+        )
+        LAST_RUN.parent.mkdir(exist_ok=True)
+        LAST_RUN.write_text(json.dumps(record, indent=1))
         if args.output != "-":
-            command = "python -m bench.run" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(argv if argv is not None else sys.argv[1:]))
-            write_document(
-                Path(args.output), rows=rows, notes=ctx.notes, profiles=profiles, command=command, started=started,
-                elapsed_s=elapsed, load_before=load_before, load_after=load_average(), machine_rows=machine(),
-            )
+            write_document(Path(args.output), record)
             print(f"wrote {args.output}")
     finally:
         if args.keep:

@@ -21,10 +21,6 @@ PAGES = sorted(DOCS.glob("*.md")) + [ROOT / "README.md"]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 
-# Pages other engineers are writing at the same time: a link to one may dangle until it lands.
-# Only a page that does not exist yet is tolerated; once it exists its links and anchors are checked.
-EXPECTED_SOON = {"reliability.md", "performance.md"}
-
 # What each example must print: proof that it ran to the end, not just that it exited 0.
 EXPECTED_OUTPUT = {
     "embed_in_20_lines.py": "(200, {'status': 'accepted', 'state': 'dry_run', 'order': None})",
@@ -154,16 +150,9 @@ class TestLinks:
     def test_every_relative_link_resolves(self, page, target):
         path, _, anchor = target.partition("#")
         destination = (page.parent / path).resolve() if path else page
-        if not destination.exists() and destination.name in EXPECTED_SOON and destination.parent == DOCS:
-            pytest.skip(f"{destination.name} is being written by another engineer")
         assert destination.exists(), f"{page.relative_to(ROOT)} links to {target}, which does not exist"
         if anchor and destination.suffix == ".md":
             assert anchor in anchors(destination), f"{page.relative_to(ROOT)} links to {target}: no such heading"
-
-    def test_every_tolerated_page_is_one_the_docs_really_link_to(self):
-        """EXPECTED_SOON names pages the docs point at; an entry nothing links to is a leftover."""
-        linked = {(page.parent / t.partition("#")[0]).resolve() for page, t in links() if t.partition("#")[0]}
-        assert {DOCS / name for name in EXPECTED_SOON} <= linked
 
 
 class TestPages:
