@@ -9,14 +9,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after
 from tsrevel.domain.errors import GatewayError
 from tsrevel.domain.orders import OrderLine, OrderRef, RevelOrder
 
@@ -29,7 +29,6 @@ PRODUCTS_PATH = "/resources/Product/"
 # create sends exactly what the first attempt sent.
 ORDER_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "orders.tsrevel")
 
-EXCERPT_CHARS = 300
 _TRAILING_ID = re.compile(r"/(\d+)/?$")
 
 
@@ -362,35 +361,6 @@ def _text_or_none(value: object) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
-
-
-def body_excerpt(content: bytes, limit: int = EXCERPT_CHARS) -> str:
-    """The start of a response body on one line, for an operator to read in an error."""
-    text = " ".join(content.decode("utf-8", errors="replace").split())
-    if not text:
-        return "(empty body)"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> datetime | None:
-    """Retry-After as an aware UTC moment: delta-seconds or an HTTP date; None when absent or unreadable."""
-    if value is None or not value.strip():
-        return None
-    now = now or datetime.now(timezone.utc)
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return now + timedelta(seconds=max(seconds, 0.0)) if seconds == seconds and seconds < 1e9 else None
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:  # "-0000" or no zone: HTTP dates are GMT
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
 
 
 def _default_port(scheme: str) -> int | None:

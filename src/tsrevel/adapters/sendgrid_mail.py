@@ -13,7 +13,7 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Mail
 
 # Shared wire helpers; they belong in a common adapters module once there is one.
-from tsrevel.adapters.revel_http import body_excerpt, parse_retry_after
+from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after
 from tsrevel.domain.errors import GatewayError
 from tsrevel.domain.ports import EmailMessage
 

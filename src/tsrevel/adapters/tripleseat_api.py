@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 # Shared wire helpers; they belong in a common adapters module once there is one.
-from tsrevel.adapters.revel_http import body_excerpt, parse_retry_after
+from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after
 from tsrevel.domain.errors import GatewayError
 from tsrevel.domain.events import TripleSeatEvent
 from tsrevel.domain.ports import Clock, Store
