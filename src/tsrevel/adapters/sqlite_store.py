@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -425,6 +426,24 @@ class SqliteStore:
 # -- connection and transactions -----------------------------------------------------------------
 
 
+def _enable_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """Switch to WAL, retrying while another connection holds the lock (bounded by the busy timeout).
+
+    SQLite does not always call the busy handler for a journal-mode change: when several
+    processes open a brand-new file at once (replicas, the CLI beside the service), one of them
+    can get "database is locked" at once. Seen in CI with three stores migrating together.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: the module opens no transactions of its own; we issue BEGIN ourselves.
@@ -432,7 +451,7 @@ def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(conn, busy_timeout_ms)
         # In WAL mode NORMAL loses no committed transaction when the process dies, only on power loss.
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
