@@ -99,3 +99,4 @@ class OrderRef:
 
     order_id: int | None
     resource_uri: str | None = None
+    local_id: str | None = None  # set when the order was found under another reference (a legacy one)

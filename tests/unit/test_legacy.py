@@ -1,0 +1,153 @@
+"""REVEL_LEGACY_LOCAL_IDS: the templates, and the find-before-create lookup that also finds the previous connector's orders."""
+
+from __future__ import annotations
+
+import asyncio
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st_
+
+from tests.helpers import definite
+from tsrevel.domain import deliveries as st
+from tsrevel.domain.errors import ConfigError
+from tsrevel.domain.events import TripleSeatEvent
+from tsrevel.domain.legacy import LegacyLookup, LegacyReferences, check_template
+from tsrevel.domain.mapping import map_event
+from tsrevel.entrypoints.settings import Settings
+from tsrevel.testing import fake_world
+
+# Text a template may hold around {event_id}: anything but braces and the comma that separates templates.
+_AROUND = st_.text(st_.characters(blacklist_characters="{},", blacklist_categories=("Cs",)), max_size=12)
+TEMPLATES = st_.builds(lambda a, b: f"{a}{{event_id}}{b}", _AROUND, _AROUND).filter(lambda t: t.strip() == t and t)
+
+
+class TestTemplates:
+    def test_the_previous_connectors_template_renders_its_reference_with_the_space(self) -> None:
+        assert LegacyReferences.parse("Triple Seat {event_id}").for_event("123") == ("Triple Seat 123",)
+
+    def test_several_templates_are_comma_separated_trimmed_and_deduplicated(self) -> None:
+        refs = LegacyReferences.parse(" Triple Seat {event_id} , TS-{event_id},Triple Seat {event_id}")
+        assert refs.templates == ("Triple Seat {event_id}", "TS-{event_id}")
+        assert refs.for_event("7") == ("Triple Seat 7", "TS-7")
+
+    @pytest.mark.parametrize(
+        ("template", "complaint"),
+        [
+            ("Triple Seat", "has no {event_id}"),
+            ("Triple Seat {id}", "has no {event_id}"),
+            ("Triple Seat {event_id} {site}", "'{site}'"),
+            ("Triple Seat {event_id}}", "'}'"),
+            ("{Triple Seat {event_id}", "'{'"),
+        ],
+    )
+    def test_a_template_with_no_placeholder_or_another_brace_stops_start_up(self, template: str, complaint: str) -> None:
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env({"REVEL_LEGACY_LOCAL_IDS": template})
+        assert "REVEL_LEGACY_LOCAL_IDS" in str(caught.value) and complaint in str(caught.value)
+
+    def test_the_default_is_no_legacy_lookup(self) -> None:
+        assert Settings.from_env({}).revel_legacy_local_ids == ()
+        assert not LegacyReferences(Settings.from_env({}).revel_legacy_local_ids)
+
+    def test_settings_keep_the_templates_in_order(self) -> None:
+        settings = Settings.from_env({"REVEL_LEGACY_LOCAL_IDS": "Triple Seat {event_id},ts:{event_id}"})
+        assert settings.revel_legacy_local_ids == ("Triple Seat {event_id}", "ts:{event_id}")
+
+    def test_prefixes_are_what_each_reference_starts_with(self) -> None:
+        assert LegacyReferences.parse("Triple Seat {event_id},{event_id}-x").prefixes() == ("Triple Seat ", "")
+
+    @given(TEMPLATES, st_.integers(1, 10**9).map(str))
+    def test_a_rendered_reference_is_recognised_as_its_event(self, template: str, event_id: str) -> None:
+        refs = LegacyReferences((check_template(template),))
+        assert refs.event_id_of(refs.for_event(event_id)[0]) == event_id
+
+    def test_a_reference_of_another_shape_names_no_event(self) -> None:
+        refs = LegacyReferences.parse("Triple Seat {event_id}")
+        assert refs.event_id_of("tripleseat-123") is None
+        assert refs.event_id_of("Triple Seat ") is None
+        assert refs.event_id_of("Triple Seat 12 3") is None
+
+
+async def _world_with_legacy_order(template: str, event_id: int = 123):
+    """A fake world whose Revel already holds the previous connector's order for the event."""
+    world = fake_world()
+    payload = definite(event_id)
+    mapped = map_event(TripleSeatEvent.from_payload(payload["event"]), world.processor.mapping)
+    legacy_id = LegacyReferences((template,)).for_event(str(event_id))[0]
+    ref = world.revel.seed(attrs.evolve(mapped, local_id=legacy_id))
+    world.revel.created.clear()  # seeded by the previous connector, not created by tsrevel
+    return world, payload, legacy_id, ref
+
+
+@pytest.mark.anyio
+class TestLegacyLookupEndToEnd:
+    async def test_an_event_ordered_by_the_previous_connector_is_found_not_ordered_again(self) -> None:
+        world, payload, legacy_id, ref = await _world_with_legacy_order("Triple Seat {event_id}")
+        world.processor.revel = LegacyLookup(world.revel, LegacyReferences.parse("Triple Seat {event_id}"))
+        result = await world.deliver(payload)
+        await world.settle()
+        assert world.revel.created == []
+        assert world.revel.lookups == ["tripleseat-123", "Triple Seat 123"]
+        assert (await world.store.get_delivery(result.delivery_id)).state == st.DONE
+        entry = await world.store.get_order("123")
+        assert (entry.state, entry.revel_order_id, entry.reference) == (st.LEDGER_CREATED, ref.order_id, "tripleseat-123")
+        email = world.mailer.sent[0]
+        assert "legacy reference" in email.subject
+        assert "found under the legacy reference 'Triple Seat 123'" in email.text
+        timeline = " | ".join(t.note for t in (await world.store.get_delivery(result.delivery_id)).timeline)
+        assert f"found existing Revel order {ref.order_id} (Triple Seat 123)" in timeline
+
+    async def test_without_the_setting_the_previous_connectors_order_is_duplicated(self) -> None:
+        # The reason the setting exists (and the migration guide turns it on): this is the failure it prevents.
+        world, payload, _legacy_id, _ref = await _world_with_legacy_order("Triple Seat {event_id}")
+        await world.deliver(payload)
+        await world.settle()
+        assert [o.local_id for o in world.revel.created] == ["tripleseat-123"]
+
+    async def test_a_second_delivery_of_the_event_is_recorded_against_the_found_order(self) -> None:
+        world, payload, _legacy_id, ref = await _world_with_legacy_order("Triple Seat {event_id}")
+        world.processor.revel = LegacyLookup(world.revel, LegacyReferences.parse("Triple Seat {event_id}"))
+        await world.deliver(payload)
+        await world.settle()
+        again = definite(123, updated_at="12/28/2025 1:00 PM")
+        second = await world.deliver(again)
+        await world.settle()
+        assert world.revel.created == []
+        assert (await world.store.get_delivery(second.delivery_id)).state == st.DONE
+        assert (await world.store.get_order("123")).revel_order_id == ref.order_id
+
+    async def test_tsrevels_own_order_wins_over_a_legacy_one_and_no_legacy_lookup_is_made(self) -> None:
+        world, payload, _legacy_id, _ref = await _world_with_legacy_order("Triple Seat {event_id}")
+        mapped = map_event(TripleSeatEvent.from_payload(payload["event"]), world.processor.mapping)
+        own = world.revel.seed(mapped)
+        world.processor.revel = LegacyLookup(world.revel, LegacyReferences.parse("Triple Seat {event_id}"))
+        await world.deliver(payload)
+        await world.settle()
+        assert world.revel.lookups == ["tripleseat-123"]
+        assert (await world.store.get_order("123")).revel_order_id == own.order_id
+
+    async def test_when_no_reference_is_in_revel_the_order_is_created_once_under_tsrevels_reference(self) -> None:
+        world = fake_world()
+        world.processor.revel = LegacyLookup(world.revel, LegacyReferences.parse("Triple Seat {event_id},TS-{event_id}"))
+        await world.deliver(definite(456))
+        await world.settle()
+        assert world.revel.lookups == ["tripleseat-456", "Triple Seat 456", "TS-456"]
+        assert [o.local_id for o in world.revel.created] == ["tripleseat-456"]
+
+
+class TestAnyTemplate:
+    @hsettings(max_examples=40)
+    @given(template=TEMPLATES, others=st_.lists(TEMPLATES, max_size=2))
+    def test_with_any_template_an_event_held_under_it_gets_no_create(self, template: str, others: list[str]) -> None:
+        async def scenario() -> None:
+            world, payload, legacy_id, ref = await _world_with_legacy_order(template)
+            world.processor.revel = LegacyLookup(world.revel, LegacyReferences(tuple(dict.fromkeys([*others, template]))))
+            await world.deliver(payload)
+            await world.settle()
+            assert world.revel.created == [], f"{legacy_id!r} was in Revel, yet tsrevel created an order"
+            assert (await world.store.get_order("123")).revel_order_id == ref.order_id
+
+        asyncio.run(scenario())
