@@ -15,7 +15,9 @@ from tsrevel.domain import deliveries as st
 from tsrevel.domain.errors import ConfigError
 from tsrevel.domain.events import TripleSeatEvent
 from tsrevel.domain.legacy import LegacyLookup, LegacyReferences, check_template
+from tsrevel.domain.deliveries import LedgerEntry
 from tsrevel.domain.mapping import map_event
+from tsrevel.domain.reconcile import canonical_reference, reconcile
 from tsrevel.entrypoints.settings import Settings
 from tsrevel.testing import fake_world
 
@@ -151,3 +153,45 @@ class TestAnyTemplate:
             assert (await world.store.get_order("123")).revel_order_id == ref.order_id
 
         asyncio.run(scenario())
+
+
+# ---- reconcile counts legacy references as the event's order -----------------------------------------
+
+LEGACY = LegacyReferences.parse("Triple Seat {event_id}")
+
+
+def _row(event_id: int, revel_order_id: int) -> LedgerEntry:
+    return LedgerEntry(event_id=str(event_id), reference=f"tripleseat-{event_id}", establishment_id=4, delivery_id=event_id,
+                       state=st.LEDGER_CREATED, revel_order_id=revel_order_id)
+
+
+class TestReconcileWithLegacyReferences:
+    def test_a_ledger_row_found_under_its_legacy_reference_is_not_missing(self) -> None:
+        report = reconcile([_row(1, 501)], [(501, "Triple Seat 1")], legacy=LEGACY)
+        assert report.ok and report.legacy_orders == 1 and report.orders_checked == 1
+
+    def test_without_the_templates_the_same_row_is_missing(self) -> None:
+        assert [m.reference for m in reconcile([_row(1, 501)], [(501, "Triple Seat 1")]).missing] == ["tripleseat-1"]
+
+    def test_a_legacy_order_beside_tsrevels_own_is_a_duplicate_naming_both_references(self) -> None:
+        report = reconcile([_row(2, 602)], [(502, "Triple Seat 2"), (602, "tripleseat-2")], legacy=LEGACY)
+        assert [(d.reference, d.order_ids, d.local_ids) for d in report.duplicates] == [
+            ("tripleseat-2", (502, 602), ("Triple Seat 2", "tripleseat-2"))
+        ]
+        assert report.problems() == ["duplicate: tripleseat-2 has 2 Revel orders (502 as 'Triple Seat 2', 602); the ledger points at 602"]
+
+    def test_a_legacy_order_without_a_ledger_row_is_the_previous_connectors_not_an_orphan(self) -> None:
+        report = reconcile([], [(503, "Triple Seat 3")], legacy=LEGACY)
+        assert report.ok and report.orphans == () and report.legacy_orders == 1
+
+    def test_two_legacy_orders_for_one_event_are_a_duplicate(self) -> None:
+        two = LegacyReferences.parse("Triple Seat {event_id},TS-{event_id}")
+        report = reconcile([], [(504, "Triple Seat 4"), (505, "TS-4")], legacy=two)
+        assert [d.order_ids for d in report.duplicates] == [(504, 505)]
+
+    @given(TEMPLATES, st_.integers(1, 10**8))
+    def test_with_any_template_the_legacy_order_satisfies_its_row(self, template: str, event_id: int) -> None:
+        refs = LegacyReferences((template,))
+        legacy_id = refs.for_event(str(event_id))[0]
+        assert canonical_reference(legacy_id, refs) == f"tripleseat-{event_id}" or legacy_id.startswith("tripleseat-")
+        assert reconcile([_row(event_id, 77)], [(77, legacy_id)], legacy=refs).ok

@@ -593,7 +593,8 @@ def reconcile(date_from: datetime, date_to: datetime, json_file: str | None, chu
             with open(json_file, "w", encoding="utf-8") as fh:
                 json.dump(data, fh, indent=2, sort_keys=True)
         click.echo(f"Reconcile {start} .. {end}: {report.ledger_checked} ledger row(s), {report.orders_checked} Revel order(s) "
-                   f"in establishment(s) {', '.join(map(str, run.establishments)) or '(none)'}")
+                   f"in establishment(s) {', '.join(map(str, run.establishments)) or '(none)'}"
+                   + (f"; {report.legacy_orders} under a legacy reference (REVEL_LEGACY_LOCAL_IDS)" if report.legacy_orders else ""))
         rows = (
             [["duplicate", d.reference, ", ".join(map(str, d.order_ids)), d.entry.revel_order_id if d.entry else "-"] for d in report.duplicates]
             + [["missing", m.reference, "-", m.entry.revel_order_id] for m in report.missing]
