@@ -605,6 +605,21 @@ def reconcile(date_from: datetime, date_to: datetime, json_file: str | None, chu
         _fail(f"{len(report.problems())} problem(s); nothing was changed", 1)
 
 
+@main.command("import-legacy")
+@click.option("--locations", "locations_path", required=True, type=click.Path(dir_okay=False),
+              help="The previous connector's config/locations.json.")
+@click.option("--env", "env_path", type=click.Path(dir_okay=False), help="The previous connector's .env (secrets are read, never printed).")
+@click.option("--out", default="mapping.toml", show_default=True, type=click.Path(dir_okay=False), help="The mapping file to write (never overwritten).")
+def import_legacy(locations_path: str, env_path: str | None, out: str) -> None:
+    """Convert the previous connector's locations.json and .env into a mapping file and the variables to set.
+
+    Writes only --out; prints the variables, which secrets to copy (by name), and every value it could not carry over.
+    """
+    from tsrevel.entrypoints.legacy_import import run_import
+
+    sys.exit(run_import(locations_path, env_path, out, echo=click.echo))
+
+
 # ---- checks against a running service, and rehearsals ------------------------------------------------
 
 
