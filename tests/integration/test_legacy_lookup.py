@@ -58,7 +58,11 @@ async def test_the_space_travels_encoded_not_raw(revel: FakeRevelServer, gateway
     assert await lookup.find_order(4, "tripleseat-123", correlation_id="cid") is not None
 
 
-async def test_an_order_under_another_establishment_is_not_the_events_order(revel: FakeRevelServer, gateway: HttpxRevelGateway) -> None:
-    revel.add_order("Triple Seat 123", establishment_id=5)
-    lookup = LegacyLookup(gateway, LegacyReferences.parse("Triple Seat {event_id}"))
-    assert await lookup.find_order(4, "tripleseat-123", correlation_id="cid") is None
+async def test_an_order_in_another_establishment_is_found_only_among_the_mapped_ones(revel: FakeRevelServer, gateway: HttpxRevelGateway) -> None:
+    order_id = revel.add_order("Triple Seat 123", establishment_id=5)
+    refs = LegacyReferences.parse("Triple Seat {event_id}")
+    assert await LegacyLookup(gateway, refs).find_order(4, "tripleseat-123", correlation_id="cid") is None
+    assert await LegacyLookup(gateway, refs, establishments=[4, 6]).find_order(4, "tripleseat-123", correlation_id="cid") is None
+    found = await LegacyLookup(gateway, refs, establishments=[4, 5]).find_order(4, "tripleseat-123", correlation_id="cid")
+    assert found is not None and (found.order_id, found.local_id, found.establishment_id) == (order_id, "Triple Seat 123", 5)
+    assert revel.requests[-1].query["establishment"] == ["5"]

@@ -23,6 +23,7 @@ from tsrevel.testing import fake_world
 
 # Text a template may hold around {event_id}: anything but braces and the comma that separates templates.
 _AROUND = st_.text(st_.characters(blacklist_characters="{},", blacklist_categories=("Cs",)), max_size=12)
+LEGACY = LegacyReferences.parse("Triple Seat {event_id}")
 TEMPLATES = st_.builds(lambda a, b: f"{a}{{event_id}}{b}", _AROUND, _AROUND).filter(lambda t: t.strip() == t and t)
 
 
@@ -131,6 +132,38 @@ class TestLegacyLookupEndToEnd:
         assert world.revel.lookups == ["tripleseat-123"]
         assert (await world.store.get_order("123")).revel_order_id == own.order_id
 
+    async def test_a_legacy_order_in_another_mapped_establishment_is_found_and_the_email_says_where(self) -> None:
+        # The previous connector chose the site's establishment (8); the mapping file maps the event's location to 4.
+        world, payload, _legacy_id, _ref = await _world_with_legacy_order("Triple Seat {event_id}")
+        world.revel.orders.clear()
+        mapped = map_event(TripleSeatEvent.from_payload(payload["event"]), world.processor.mapping)
+        elsewhere = world.revel.seed(attrs.evolve(mapped, local_id="Triple Seat 123", establishment_id=5))
+        world.revel.created.clear()
+        world.processor.revel = LegacyLookup(world.revel, LEGACY, establishments=[4, 5, 9])
+        await world.deliver(payload)
+        await world.settle()
+        assert world.revel.created == []
+        assert (await world.store.get_order("123")).revel_order_id == elsewhere.order_id
+        assert "in establishment 5, not 4 as the mapping file says" in world.mailer.sent[0].text
+
+    async def test_the_orders_own_establishment_is_searched_first_then_the_others(self) -> None:
+        world = fake_world()
+        asked: list[tuple[int, str]] = []
+
+        class Recording:
+            async def find_order(self, establishment_id: int, reference: str, *, correlation_id: str):
+                asked.append((establishment_id, reference))
+                return await world.revel.find_order(establishment_id, reference, correlation_id=correlation_id)
+
+            async def create_order(self, order, *, correlation_id: str):
+                return await world.revel.create_order(order, correlation_id=correlation_id)
+
+        world.processor.revel = LegacyLookup(Recording(), LEGACY, establishments=[9, 4, 5])
+        await world.deliver(definite(789))
+        await world.settle()
+        assert asked == [(4, "tripleseat-789"), (4, "Triple Seat 789"), (5, "Triple Seat 789"), (9, "Triple Seat 789")]
+        assert [o.local_id for o in world.revel.created] == ["tripleseat-789"]
+
     async def test_when_no_reference_is_in_revel_the_order_is_created_once_under_tsrevels_reference(self) -> None:
         world = fake_world()
         world.processor.revel = LegacyLookup(world.revel, LegacyReferences.parse("Triple Seat {event_id},TS-{event_id}"))
@@ -156,8 +189,6 @@ class TestAnyTemplate:
 
 
 # ---- reconcile counts legacy references as the event's order -----------------------------------------
-
-LEGACY = LegacyReferences.parse("Triple Seat {event_id}")
 
 
 def _row(event_id: int, revel_order_id: int) -> LedgerEntry:

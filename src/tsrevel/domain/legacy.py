@@ -88,29 +88,37 @@ def event_id_of_reference(reference: str) -> str | None:
 class LegacyLookup:
     """OrderGateway that, when tsrevel's own reference is not in Revel, looks for each legacy one.
 
-    A legacy match is the event's order: the returned OrderRef names the local_id it was found
-    under, so the ledger and the email can say so; no create follows.
+    A legacy reference names one event wherever it is, and the previous connector may have chosen
+    another establishment than the mapping file does (it looked events up by site first): so after
+    the order's own establishment, the other mapped ``establishments`` are searched too. A legacy
+    match is the event's order: the returned OrderRef names the local_id (and, when it is not the
+    order's, the establishment) it was found under, so the ledger and the email can say so; no
+    create follows.
     """
 
-    def __init__(self, inner: OrderGateway, legacy: LegacyReferences) -> None:
+    def __init__(self, inner: OrderGateway, legacy: LegacyReferences, *, establishments: Iterable[int] = ()) -> None:
         self.inner = inner
         self.legacy = legacy
+        self.establishments = tuple(sorted(set(establishments)))
 
     async def find_order(self, establishment_id: int, reference: str, *, correlation_id: str) -> OrderRef | None:
         found = await self.inner.find_order(establishment_id, reference, correlation_id=correlation_id)
         event_id = event_id_of_reference(reference)
         if found is not None or event_id is None:
             return found
-        for legacy_id in self.legacy.for_event(event_id):
-            found = await self.inner.find_order(establishment_id, legacy_id, correlation_id=correlation_id)
-            if found is not None:
-                return attrs.evolve(found, local_id=legacy_id)
+        where = (establishment_id, *(e for e in self.establishments if e != establishment_id))
+        for establishment in where:
+            for legacy_id in self.legacy.for_event(event_id):
+                found = await self.inner.find_order(establishment, legacy_id, correlation_id=correlation_id)
+                if found is not None:
+                    elsewhere = establishment if establishment != establishment_id else None
+                    return attrs.evolve(found, local_id=legacy_id, establishment_id=elsewhere)
         return None
 
     async def create_order(self, order: RevelOrder, *, correlation_id: str) -> OrderRef:
         return await self.inner.create_order(order, correlation_id=correlation_id)
 
 
-def with_legacy_lookup(gateway: OrderGateway, legacy: LegacyReferences) -> OrderGateway:
+def with_legacy_lookup(gateway: OrderGateway, legacy: LegacyReferences, *, establishments: Iterable[int] = ()) -> OrderGateway:
     """The gateway itself when no legacy template is set, else wrapped in LegacyLookup."""
-    return LegacyLookup(gateway, legacy) if legacy else gateway
+    return LegacyLookup(gateway, legacy, establishments=establishments) if legacy else gateway
