@@ -134,6 +134,20 @@ class TestTheVariables:
         assert "revel_establishment 'eight' is not an integer id" in result.output
         assert "timezone 'Mars/Olympus' is not an IANA name" in result.output
 
+    def test_values_tsrevel_would_refuse_at_start_are_not_carried(self, tmp_path: Path) -> None:
+        env = tmp_path / "odd.env"
+        env.write_text("REVEL_DOMAIN=https://acme.revelup.com/\nENABLE_CONNECTOR=enabled\nTRIPLESEAT_EMAIL_RECIPIENTS=ops; not-an-address\n"
+                       "ALLOWED_LOCATIONS=4,15691\nREVEL_TRIPLESEAT_DINING_OPTION_ID=x1\n")
+        result = run("--locations", str(LOCATIONS), "--env", str(env), "--out", str(tmp_path / "m.toml"))
+        assert result.exit_code == 0, result.output
+        found = variables(result.output)
+        assert found["REVEL_BASE_URL"] == "https://acme.revelup.com"
+        assert "ENABLE_CONNECTOR" not in found and "EMAIL_TO" not in found
+        assert "ENABLE_CONNECTOR: 'enabled' is not a boolean" in result.output
+        assert "TRIPLESEAT_EMAIL_RECIPIENTS: EMAIL_TO: 'ops' is not an email address" in result.output
+        assert "REVEL_TRIPLESEAT_DINING_OPTION_ID='x1': not an integer id" in result.output
+        Settings.from_env(found)  # what it does print, tsrevel accepts
+
     def test_dotenv_quoting_and_comments_are_read_as_dotenv_writes_them(self) -> None:
         env = read_env_file(OLD_ENV)
         assert env["TRIPLESEAT_SIGNING_SECRET"] == "legacy-signing-secret-ABC"

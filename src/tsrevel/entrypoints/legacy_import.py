@@ -221,7 +221,11 @@ def _variables(env: Mapping[str, str], site_ids: set[str], keys: set[str], lost:
         except ConfigError as exc:
             lost.append(f"{exc}; not carried")
     if env.get("ENABLE_CONNECTOR"):
-        out.append(("ENABLE_CONNECTOR", env["ENABLE_CONNECTOR"]))
+        try:
+            Settings.from_env({"ENABLE_CONNECTOR": env["ENABLE_CONNECTOR"]})
+            out.append(("ENABLE_CONNECTOR", env["ENABLE_CONNECTOR"]))
+        except ConfigError as exc:
+            lost.append(f"{exc}; not carried (tsrevel's default is true)")
     out.append(("DRY_RUN", "true"))
     notes.append(
         f"DRY_RUN=true (the old value was {env.get('DRY_RUN') or 'unset'}): run beside the old connector and compare first, "
