@@ -174,6 +174,7 @@ class TestRender:
         values = {e["key"]: e["value"] for e in self.web()["envVars"] if "value" in e}
         assert set(values) - {"PYTHON_VERSION"} <= TSREVEL_VARIABLES
         settings = Settings.from_env(values)
+        assert (ROOT / settings.mapping_file).is_file(), "the blueprint as committed must start"
         assert settings.dry_run and settings.order_on_statuses == frozenset({"CLOSED"})
         assert settings.revel_legacy_local_ids == ("Triple Seat {event_id}",)
 
