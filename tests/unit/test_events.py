@@ -98,27 +98,32 @@ class TestMoney:
     @pytest.mark.parametrize(
         ("wire", "exact"),
         [
-            ("16586.0", Decimal("16586.0")),
-            (38.5, Decimal("38.5")),
+            ("16586.0", Decimal("16586.00")),
+            (38.5, Decimal("38.50")),
             ("$1,200.50", Decimal("1200.50")),
-            ("1,234,567.8", Decimal("1234567.8")),
-            (64, Decimal("64")),
+            ("1,234,567.8", Decimal("1234567.80")),
+            (64, Decimal("64.00")),
             (" 3.25 ", Decimal("3.25")),
             (Decimal("0.10"), Decimal("0.10")),
-            (0.1, Decimal("0.1")),
+            (0.1, Decimal("0.10")),
+            ("3.2500", Decimal("3.25")),
         ],
     )
-    def test_money_becomes_the_exact_decimal_it_spells(self, wire: object, exact: Decimal) -> None:
+    def test_money_becomes_the_exact_decimal_it_spells_quantised_to_the_cent_at_parse_time(self, wire: object, exact: Decimal) -> None:
         item = event_with_item(price=wire).line_items[0]
         assert isinstance(item.price, Decimal)
         assert item.price == exact
         assert str(item.price) == str(exact)
 
     def test_a_json_fraction_is_never_read_through_float(self) -> None:
+        # Through float this would be 0.3 and pass; read exactly it has digits beyond the cent.
         body = b'{"webhook_trigger_type": "X", "event": {"id": 1, "grand_total": 0.30000000000000001}}'
-        event = WebhookEnvelope.from_json_bytes(body).event
-        assert event is not None
-        assert event.grand_total == Decimal("0.30000000000000001")
+        with pytest.raises(PayloadError, match="decimal places") as caught:
+            WebhookEnvelope.from_json_bytes(body)
+        assert caught.value.path == "event.grand_total"
+        exact = b'{"webhook_trigger_type": "X", "event": {"id": 1, "grand_total": 0.30000000000000000}}'
+        event = WebhookEnvelope.from_json_bytes(exact).event
+        assert event is not None and str(event.grand_total) == "0.30"
 
     def test_quantity_times_price_is_exact(self) -> None:
         item = event_with_item(quantity=3, price=0.1).line_items[0]

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
-from tsrevel.domain.events import LineItem, TripleSeatEvent
+from tsrevel.domain.events import LineItem, TripleSeatEvent, cents
 from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig, mapping_from_dict, normalise_name
 from tsrevel.domain.safety import KNOWN_STATUSES, ORDER_TRIGGERS, OrderPolicy, SafetyFlags
 
@@ -168,7 +168,7 @@ def line_items(draw: st.DrawFn) -> dict[str, Any]:
         "section": draw(_SECTION_NAMES),
     }
     if draw(st.booleans()):
-        item["total_price"] = str(as_decimal(quantity) * as_decimal(price))
+        item["total_price"] = str(cents(as_decimal(quantity) * as_decimal(price)))
     item.update(draw(_UNKNOWN_KEYS))
     return item
 
@@ -181,7 +181,7 @@ _DOCUMENT_IDS = wire_ids(st.integers(1, 999_999))
 def documents(draw: st.DrawFn, *, min_items: int = 0, max_items: int = 5) -> dict[str, Any]:
     """One event document: line items, venue-named billing totals and consistent financials."""
     items = draw(st.lists(line_items(), min_size=min_items, max_size=max_items))
-    subtotal = sum((as_decimal(i["quantity"]) * as_decimal(i["price"]) for i in items), Decimal(0))
+    subtotal = sum((cents(as_decimal(i["quantity"]) * as_decimal(i["price"])) for i in items), Decimal(0))
     totals = draw(_BILLING)
     grand = subtotal + sum((as_decimal(amount) for _, amount in totals), Decimal(0))
     doc: dict[str, Any] = {
