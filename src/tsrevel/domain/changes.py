@@ -22,6 +22,13 @@ _COMPARED = (
 )
 # Compared only when the ordered snapshot has them (snapshots taken before guest_count existed do not).
 _OPTIONAL = frozenset({"guest_count"})
+# The invoice's totals (issue 12), compared only when the ordered snapshot has them, as exact decimals.
+# Subtotal, tax, service charge and gratuity are not listed: the item and billing-detail lines
+# already say what changed in them, and the same change is not reported twice.
+_MONEY = (
+    ("grand_total", "grand total (TripleSeat)"),
+    ("discount_amount", "discount"),
+)
 # The guest count inside the notes (mapping._notes); a change there is already reported on its own line.
 _NOTES_GUESTS = re.compile(r"guests: \d+")
 
@@ -29,7 +36,7 @@ _NOTES_GUESTS = re.compile(r"guests: \d+")
 def event_changes(ordered: Mapping[str, Any], event: TripleSeatEvent, mapping: MappingConfig, *, unmapped: str) -> list[str]:
     """What changed in the event since its order; an event without line items is compared on what it carries."""
     if event.line_items:
-        return order_changes(ordered, map_event(event, mapping, unmapped=unmapped))
+        return order_changes(ordered, map_event(event, mapping, unmapped=unmapped, balanced=False))
     # A webhook without documents (and nothing fetched): its items are unknown, not removed.
     venue = mapping.venue_for(event)
     if venue is None:
@@ -51,6 +58,9 @@ def order_changes(ordered: Mapping[str, Any], current: RevelOrder | MappingFailu
         return [f"the event no longer maps to an order: {current.describe()}"]
     now = current.to_snapshot()
     changes = _field_changes(ordered, now)
+    changes += _money_changes(ordered, now)
+    changes += _payment_changes(ordered, now)
+    changes += _billing_changes(ordered, now)
     before = _items(ordered.get("items", []))
     after = _items(now["items"])  # type: ignore[arg-type]
     for key in sorted(set(before) | set(after)):
@@ -81,6 +91,74 @@ def _field_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list[s
     return changes
 
 
+def _money_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """'final total: 445.18 -> 460.00' for each total the ordered snapshot has and that differs now."""
+    return [
+        f"{label}: {_normal(ordered[key])} -> {_normal(now.get(key))}"
+        for key, label in _MONEY
+        if key in ordered and _normal(ordered[key]) != _normal(now.get(key))
+    ]
+
+
+def _payment_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """New payments, payments no longer counted (refunded, failed, removed) and partly refunded ones, by TripleSeat id."""
+    if not isinstance(ordered.get("payments"), list):
+        return []  # ordered before payments were read: nothing to compare with
+    before, after = _payments(ordered["payments"]), _payments(now.get("payments"))
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if old is None:
+            changes.append(f"new payment {key}: {new}")
+        elif new is None:
+            changes.append(f"payment {key} of {old} no longer counts (refunded, failed or removed in TripleSeat)")
+        else:
+            changes.append(f"payment {key}: {old} -> {new}" + (" (partly refunded)" if Decimal(new) < Decimal(old) else ""))
+    return changes
+
+
+def _payments(payments: object) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for payment in payments if isinstance(payments, list) else []:
+        if isinstance(payment, Mapping):
+            result[str(payment.get("transaction_id") or payment.get("id"))] = _normal(payment.get("amount"))
+    return result
+
+
+def _billing_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """Billing details added, removed or changed in amount, by name (case and space ignored)."""
+    if not isinstance(ordered.get("billing"), list):
+        return []
+    before, after = _billing(ordered["billing"]), _billing(now.get("billing"))
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old is not None and new is not None and old[1] == new[1]:
+            continue
+        if old is None:
+            changes.append(f"new billing detail {new[0]!r}: {new[1]}")  # type: ignore[index]
+        elif new is None:
+            changes.append(f"billing detail {old[0]!r} removed: was {old[1]}")
+        else:
+            changes.append(f"billing detail {new[0]!r}: {old[1]} -> {new[1]}")
+    return changes
+
+
+def _billing(billing: object) -> dict[str, tuple[str, str]]:
+    result: dict[str, tuple[str, str]] = {}
+    for detail in billing if isinstance(billing, list) else []:
+        if isinstance(detail, Mapping):
+            name = str(detail.get("name", ""))
+            key = " ".join(name.split()).casefold()
+            amount = _normal(detail.get("amount"))
+            if key in result:
+                amount = _normal(str(Decimal(result[key][1]) + Decimal(amount)))
+            result[key] = (name, amount)
+    return result
+
+
 def _without_guests(notes: object) -> str:
     return _NOTES_GUESTS.sub("guests: ?", notes) if isinstance(notes, str) else repr(notes)
 
@@ -98,8 +176,8 @@ def _items(items: object) -> dict[tuple[int, str], tuple[str, str]]:
     if not isinstance(items, list):
         return result
     for item in items:
-        if not isinstance(item, Mapping):
-            continue
+        if not isinstance(item, Mapping) or "billing" in item:
+            continue  # a fee line: its billing detail is compared on its own
         key = (int(item.get("product_id", 0)), str(item.get("name", "")))
         qty, price = _normal(item.get("quantity")), _normal(item.get("price"))
         if key in result:  # the same product twice: compare the sums
@@ -115,4 +193,6 @@ def _normal(value: object) -> str:
         number = Decimal(str(value))
     except InvalidOperation:
         return str(value)
-    return format(number.normalize(), "f")
+    if not number.is_finite():
+        return str(value)
+    return format(number.normalize(), "f") if number else "0"

@@ -65,8 +65,8 @@ class LineItem:
 
     @property
     def line_total(self) -> Decimal:
-        """Quantity times unit price, exactly (before the line's discount)."""
-        return self.quantity * self.price
+        """Quantity times unit price, rounded half up to the cent (before the line's discount)."""
+        return cents(self.quantity * self.price)
 
 
 def cents(value: Decimal) -> Decimal:
@@ -109,6 +109,7 @@ class Payment:
     amount_refunded: Decimal = Decimal("0.00")
     payment_method: str = ""
     document_index: int | None = None
+    paid_time: datetime | None = None  # paid_at read: aware when it carried an offset, else the site's wall clock
 
     @property
     def state_known(self) -> bool:
@@ -579,9 +580,28 @@ def _payments(value: object, path: str, document_index: int | None) -> list[Paym
                 amount_refunded=_money(obj.get("amount_refunded"), f"{p_path}.amount_refunded") or Decimal("0.00"),
                 payment_method=_text(method, f"{p_path}.payment_method").strip(),
                 document_index=document_index,
+                paid_time=_moment(obj.get("paid_at")),
             )
         )
     return result
+
+
+def _moment(value: object) -> datetime | None:
+    """A payment time in any shape TripleSeat may use (ISO with or without offset, or its local format); None if unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return _local_time(text, "")
+    except PayloadError:
+        pass
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None  # evidence only: the payment still counts, without a date
+    return parsed if parsed.year in _YEARS else None
 
 
 def _times(obj: Mapping[str, Any], field: str, path: str) -> tuple[datetime | None, datetime | None]:

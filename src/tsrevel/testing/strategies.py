@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -59,6 +59,8 @@ _LAST_NAMES = ("Ponder", "Ruiz", "Natarajan", "Okafor", "Lindqvist", "Ferreira",
 _EVENT_KINDS = ("family brunch", "board breakfast", "holiday lunch", "team offsite", "rehearsal dinner")
 _SECTIONS = ("Breakfast", "Lunch", "Beverages", "Dessert")
 _BILLING_NAMES = ("Sales tax", "Service charge 18%", "Gratuity", "Delivery fee")
+# Where mapping_for and mapping_configs send them; none is a product line, so an order's subtotal is its items'.
+BILLING_TABLE = {"Sales tax": "tax", "Service charge 18%": "service_fee", "Gratuity": "gratuity", "Delivery fee": "service_fee"}
 
 # Strategies are built once, at import: building them inside every draw made generation slow.
 
@@ -181,17 +183,46 @@ _DOCUMENT_IDS = wire_ids(st.integers(1, 999_999))
 def documents(draw: st.DrawFn, *, min_items: int = 0, max_items: int = 5) -> dict[str, Any]:
     """One event document: line items, venue-named billing totals and consistent financials."""
     items = draw(st.lists(line_items(), min_size=min_items, max_size=max_items))
-    subtotal = sum((cents(as_decimal(i["quantity"]) * as_decimal(i["price"])) for i in items), Decimal(0))
     totals = draw(_BILLING)
-    grand = subtotal + sum((as_decimal(amount) for _, amount in totals), Decimal(0))
     doc: dict[str, Any] = {
         "id": draw(_DOCUMENT_IDS),
         "line_items": items,
         "billing_totals": [{"name": name, "amount": amount} for name, amount in totals],
-        "financials": {"grand_total": f"{grand:.2f}", "amount_due": f"{grand:.2f}"},
     }
+    refresh_financials(doc)
     doc.update(draw(_UNKNOWN_KEYS))
     return doc
+
+
+def refresh_financials(doc: dict[str, Any]) -> None:
+    """Set the document's financials from its lines, discounts, billing details and payments, as TripleSeat adds them up.
+
+    A line's total is quantity × price rounded half up to the cent; discounts_total, when the
+    document has one, is the whole discount (else the lines' discounts); a payment counts per
+    the payment rule (``Payment.counted``).
+    """
+    lines = sum((cents(as_decimal(i["quantity"]) * as_decimal(i["price"])) for i in doc.get("line_items", [])), Decimal(0))
+    financials = doc.setdefault("financials", {})
+    if financials.get("discounts_total") is not None:
+        discount = as_decimal(financials["discounts_total"])
+    else:
+        discount = sum((as_decimal(i.get("discount") or 0) for i in doc.get("line_items", [])), Decimal(0))
+    charges = sum((as_decimal(b.get("amount", b.get("total_price", 0))) for b in doc.get("billing_totals", [])), Decimal(0))
+    grand = lines - discount + charges
+    payments = doc.get("payment_set", {}).get("payments", [])
+    paid = sum((_counted(p) for p in payments), Decimal(0))
+    financials["grand_total"] = f"{grand:.2f}"
+    financials["amount_due"] = f"{grand - paid:.2f}"
+
+
+def _counted(payment: dict[str, Any]) -> Decimal:
+    from tsrevel.domain.events import Payment
+
+    return Payment(
+        id=None, amount=as_decimal(payment["amount"]), state=str(payment.get("state", "")).lower(),
+        paid_at=payment.get("paid_at"), refunded_at=payment.get("refunded_at"),
+        amount_refunded=as_decimal(payment.get("amount_refunded") or 0),
+    ).counted
 
 
 def _local_text(moment: datetime) -> str:
@@ -264,6 +295,7 @@ def event_payloads(
         docs = draw(_DOCUMENT_LISTS)
         if not any(d["line_items"] for d in docs):
             docs[0]["line_items"] = [draw(line_items())]
+            refresh_financials(docs[0])
         _renumber_line_items(docs, base=draw(st.integers(1, 10**7)), as_text=draw(st.booleans()))
         event["documents"] = docs
     event.update(draw(_UNKNOWN_KEYS))
@@ -416,8 +448,14 @@ def mapping_for(
     dining_option: int = 3,
     timezone_name: str = SITE_ZONE,
     leave_out: Collection[str | None] = (),
+    billing: Mapping[str, str] | None = None,
+    revel_ids: Mapping[str, int] | None = None,
 ) -> MappingConfig:
-    """A MappingConfig for the event's venue and items, except those whose line id is in leave_out."""
+    """A MappingConfig for the event's venue and items, except those whose line id is in leave_out.
+
+    billing is the [billing] table (BILLING_TABLE by default); revel_ids go to [defaults]
+    (revel_user, revel_station, payment_type, discount).
+    """
     # An item that shares a menu item id or a name with a left-out item stays unmapped too.
     excluded: set[str] = set()
     for item in event.line_items:
@@ -431,7 +469,11 @@ def mapping_for(
         if item.id not in leave_out and key and key not in excluded:
             products.setdefault(key, 1000 + index)
     venue = {"name": "Test venue", "revel_establishment": establishment, "dining_option": dining_option}
-    data: dict[str, Any] = {"defaults": {"timezone": timezone_name, "dining_option": dining_option}, "products": products}
+    data: dict[str, Any] = {
+        "defaults": {"timezone": timezone_name, "dining_option": dining_option, **dict(revel_ids or {})},
+        "products": products,
+        "billing": dict(BILLING_TABLE if billing is None else billing),
+    }
     if event.location_id is not None and event.location_id.isdigit():
         data["locations"] = {event.location_id: venue}
     elif event.site_id is not None and event.site_id.isdigit():
@@ -477,6 +519,7 @@ def mapping_configs(
             "locations": locations,
             "sites": sites,
             "products": products,
+            "billing": dict(BILLING_TABLE),
         }
     )
 
