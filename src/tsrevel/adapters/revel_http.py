@@ -18,7 +18,7 @@ import httpx
 
 from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after
 from tsrevel.domain.errors import GatewayError
-from tsrevel.domain.orders import OrderLine, OrderRef, RevelOrder
+from tsrevel.domain.orders import OrderLine, OrderPayment, OrderRef, RevelOrder
 
 ORDERS_PATH = "/resources/Order/"
 CREATE_PATH = "/resources/OrderAllInOne/"
@@ -43,6 +43,23 @@ def establishment_uri(establishment_id: int) -> str:
 
 def product_uri(product_id: int) -> str:
     return f"/resources/Product/{product_id}/"
+
+
+def user_uri(user_id: int) -> str:
+    return f"/enterprise/User/{user_id}/"
+
+
+def station_uri(station_id: int) -> str:
+    return f"/resources/PosStation/{station_id}/"
+
+
+def discount_uri(discount_id: int) -> str:
+    return f"/resources/Discount/{discount_id}/"
+
+
+def money(value: Decimal) -> str:
+    """Money on the wire: a string with exactly 2 decimals ("445.18")."""
+    return f"{value.quantize(Decimal('0.01')):f}"
 
 
 class HttpxRevelGateway:
@@ -262,7 +279,11 @@ class HttpxRevelGateway:
 
 
 def order_body(order: RevelOrder) -> dict[str, Any]:
-    """The OrderAllInOne body for an order; money stays Decimal (see encode_json)."""
+    """The OrderAllInOne body for an order: orderInfo with the invoice's totals, items, payments, one history entry.
+
+    Money is written as strings with 2 decimals; quantities as numbers. The body depends only on
+    the order, so a retried create sends exactly what the first attempt sent.
+    """
     info: dict[str, Any] = {
         "establishment": establishment_uri(order.establishment_id),
         "local_id": order.local_id,
@@ -271,20 +292,75 @@ def order_body(order: RevelOrder) -> dict[str, Any]:
         "call_name": order.call_name,
         "notes": order.notes,
         "web_order": True,
+        "subtotal": money(order.subtotal),
+        "discount_amount": money(order.discount_amount),
+        "tax": money(order.tax),
+        "service_charge": money(order.service_charge),
+        "gratuity": money(order.gratuity),
+        "final_total": money(order.final_total),
+        "remaining_due": money(order.remaining_due),
     }
+    if order.discount_id is not None:
+        info["discount"] = discount_uri(order.discount_id)
     if order.pickup_time is not None:
         info["pickup_time"] = _local_time(order.pickup_time)
-    return {"orderInfo": info, "items": [_item(line) for line in order.items], "history": [], "payments": []}
+    if order.guest_count is not None:
+        info["number_of_people"] = order.guest_count
+    if order.user_id is not None:
+        info["created_by"] = info["updated_by"] = user_uri(order.user_id)
+    if order.station_id is not None:
+        info["station"] = station_uri(order.station_id)
+    return {
+        "orderInfo": info,
+        "items": [_item(line) for line in order.items],
+        "history": [entry] if (entry := _history(order)) else [],
+        "payments": [_payment(order, payment) for payment in order.recorded_payments],
+    }
 
 
 def _item(line: OrderLine) -> dict[str, Any]:
     quantity: int | Decimal = int(line.quantity) if line.quantity == line.quantity.to_integral_value() else line.quantity
+    price = money(line.price)
     return {
         "product": product_uri(line.product_id),
         "quantity": quantity,
-        "price": line.price,
+        "price": price,
+        "initial_price": price,
+        "price_to_display": price,
         "special_request": line.special_request,
     }
+
+
+def _payment(order: RevelOrder, payment: OrderPayment) -> dict[str, Any]:
+    assert order.payment_type is not None  # recorded_payments is empty without one
+    entry: dict[str, Any] = {
+        "payment_type": order.payment_type,
+        "amount": money(payment.amount),
+        "tip": "0.00",
+        "transaction_id": payment.transaction_id,
+        "establishment": establishment_uri(order.establishment_id),
+    }
+    if payment.paid_at is not None:
+        entry["payment_date"] = _local_time(payment.paid_at)
+    if order.user_id is not None:
+        entry["created_by"] = entry["updated_by"] = user_uri(order.user_id)
+    if order.station_id is not None:
+        entry["station"] = station_uri(order.station_id)
+    return entry
+
+
+def _history(order: RevelOrder) -> dict[str, Any]:
+    """The one OrderHistory entry that makes the order appear in Revel's Order History screen."""
+    entry: dict[str, Any] = {}
+    if order.user_id is not None:
+        entry["order_opened_by"] = user_uri(order.user_id)
+    if order.station_id is not None:
+        entry["order_opened_at"] = station_uri(order.station_id)
+    if order.opened_at is not None:
+        entry["opened"] = _local_time(order.opened_at)
+        if order.closed:
+            entry["closed"] = _local_time(order.opened_at)
+    return entry
 
 
 def _local_time(value: datetime) -> str:
