@@ -339,6 +339,7 @@ def _delivery_data(d: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def deliveries_show(delivery_id: int, body: bool, as_json: bool) -> None:
     """One delivery: where it stands, its timeline, its emails and its event's order."""
+    from tsrevel.entrypoints.operator import mapped_order, order_summary
 
     async def read(session: Any) -> tuple[Any, Any, Any]:
         d = await session.store.get_delivery(delivery_id)
@@ -352,6 +353,7 @@ def deliveries_show(delivery_id: int, body: bool, as_json: bool) -> None:
         data["timeline"] = [{"at": t.at, "state": t.state, "note": t.note} for t in d.timeline]
         data["emails"] = [{"id": e.id, "kind": e.message.kind, "state": e.state, "attempts": e.attempts, "last_error": e.last_error} for e in emails]
         data["order"] = {"reference": order.reference, "state": order.state, "revel_order_id": order.revel_order_id, "delivery_id": order.delivery_id} if order else None
+        data["mapped_order"] = mapped_order(d, order)
         if body:
             data["body"] = d.body
         _echo_json(data)
@@ -363,6 +365,9 @@ def deliveries_show(delivery_id: int, body: bool, as_json: bool) -> None:
         ("Order", f"{order.reference} ({order.state}, Revel id {order.revel_order_id or '-'}, by delivery {order.delivery_id})" if order else "-"),
     ]:
         click.echo(f"{label + ':':<16}{value}")
+    shown = mapped_order(d, order)
+    if shown is not None:
+        click.echo("Mapped order:   " + "\n".join(order_summary(shown)))
     click.echo()
     echo_table(["AT", "STATE", "NOTE"], [[t.at, t.state, t.note] for t in d.timeline], empty="No timeline.")
     click.echo()
