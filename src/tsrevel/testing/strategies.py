@@ -309,6 +309,47 @@ def _renumber_line_items(docs: list[dict[str, Any]], *, base: int, as_text: bool
         item["id"] = str(base + offset) if as_text else base + offset
 
 
+_PAYMENT_STATES = ("paid", "paid", "captured", "pending", "failed", "refunded", "partially_refunded", "")
+
+
+@st.composite
+def invoice_payloads(draw: st.DrawFn) -> dict[str, Any]:
+    """An event whose documents add up like a TripleSeat invoice: line or document discounts, billing details, payments.
+
+    Every billing name is in BILLING_TABLE; payments (paid, pending, failed, refunded, partly
+    refunded, or stateless with a paid_at) never count for more than the document's grand total.
+    """
+    event = draw(event_payloads())
+    for doc in event["documents"]:
+        doc.pop("financials", None)
+        lines = sum((cents(as_decimal(i["quantity"]) * as_decimal(i["price"])) for i in doc["line_items"]), Decimal(0))
+        if draw(st.booleans()):
+            for item in doc["line_items"]:
+                share = cents(as_decimal(item["quantity"]) * as_decimal(item["price"]))
+                item["discount"] = f"{cents(share * Decimal(draw(st.integers(0, 30))) / 100):.2f}"
+            if draw(st.booleans()):  # the document's total too: the lines are then its breakdown
+                doc["financials"] = {"discounts_total": f"{sum((as_decimal(i['discount']) for i in doc['line_items']), Decimal(0)):.2f}"}
+        refresh_financials(doc)
+        grand = as_decimal(doc["financials"]["grand_total"])
+        payments: list[dict[str, Any]] = []
+        left = grand
+        for number in range(draw(st.integers(0, 3))):
+            amount = cents(left * Decimal(draw(st.integers(0, 100))) / 100)
+            state = draw(st.sampled_from(_PAYMENT_STATES))
+            payment: dict[str, Any] = {"id": draw(st.integers(1, 10**9)) * 10 + number, "amount": f"{amount:.2f}", "state": state}
+            if state in ("paid", "captured", "partially_refunded", "") and draw(st.booleans()):
+                payment["paid_at"] = "2025-12-01T17:45:00Z"
+            if state in ("refunded", "partially_refunded"):
+                refunded = amount if state == "refunded" else cents(amount * Decimal(draw(st.integers(0, 100))) / 100)
+                payment.update(refunded_at="2025-12-02T10:00:00Z", amount_refunded=f"{refunded:.2f}")
+            payments.append(payment)
+            left -= _counted(payment)
+        if payments:
+            doc["payment_set"] = {"payments": payments}
+        refresh_financials(doc)
+    return event
+
+
 _UPPER = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=3, max_size=10)
 _UNKNOWN_TRIGGERS = st.builds("{}_{}".format, _UPPER, _UPPER).filter(lambda t: t not in DOCUMENTED_TRIGGERS)
 
