@@ -159,6 +159,28 @@ class TestShowTheMappedOrder:
         assert json.loads(ok(dry, "deliveries", "show", str(rehearsed), "--json").stdout)["mapped_order"]["remaining_due"] == "345.18"
 
 
+class TestReconcileTotals:
+    def test_an_order_whose_revel_final_total_differs_from_the_ledgers_is_reported(self, env, revel_server, tmp_path):
+        from tests.helpers import definite
+
+        seed(env, invoice_payload(), definite())
+        edited = next(o for o in revel_server.orders if o["local_id"] == "tripleseat-55521700")
+        revel_server.edit_order(edited["id"], final_total="400.00")
+        today = datetime.now(timezone.utc).date().isoformat()
+        out = tmp_path / "reconcile.json"
+        result = cli(env, "reconcile", "--from", today, "--to", today, "--json", str(out))
+        assert result.exit_code == 1, result.output
+        rows = [line.split("\t") for line in result.stdout.splitlines() if line.startswith("total")]
+        assert rows == [["total", "tripleseat-55521700", f"{edited['id']}: final_total 400.00", f"{edited['id']}: recorded 445.18"]]
+        [mismatch] = json.loads(out.read_text())["total_mismatches"]
+        assert (mismatch["ledger_final_total"], mismatch["revel_final_total"]) == ("445.18", "400.00")
+
+    def test_agreeing_totals_pass(self, env, revel_server):
+        seed(env, invoice_payload())
+        today = datetime.now(timezone.utc).date().isoformat()
+        assert "✓ ledger and Revel agree" in ok(env, "reconcile", "--from", today, "--to", today).stdout
+
+
 class TestAdminDelivery:
     def test_admin_deliveries_id_shows_the_mapped_order_for_done_and_dry_run(self, app_factory):
         from tests.integration.test_http_app import signed

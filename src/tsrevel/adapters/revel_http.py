@@ -141,6 +141,19 @@ class HttpxRevelGateway:
         correlation_id: str | None = None,
     ) -> list[tuple[int, str]]:
         """Orders whose local_id starts with prefix, as (id, local_id); times are the store's local clock."""
+        listed = await self.list_order_totals(establishment_id, prefix, created_from, created_to, correlation_id=correlation_id)
+        return [(order_id, local_id) for order_id, local_id, _ in listed]
+
+    async def list_order_totals(
+        self,
+        establishment_id: int,
+        prefix: str,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        *,
+        correlation_id: str | None = None,
+    ) -> list[tuple[int, str, Decimal | None]]:
+        """Like list_orders_by_reference_prefix, with each order's final_total (None when Revel gives none we can read)."""
         cid = correlation_id or _new_correlation_id()
         params = {"establishment": str(establishment_id), "local_id__startswith": prefix}
         if created_from is not None:
@@ -148,7 +161,7 @@ class HttpxRevelGateway:
         if created_to is not None:
             params["created_date__lte"] = _local_time(created_to)
         return [
-            (_required_id(obj, "Order"), _text_or_none(obj.get("local_id")) or "")
+            (_required_id(obj, "Order"), _text_or_none(obj.get("local_id")) or "", _amount_or_none(obj.get("final_total")))
             async for obj in self._objects(ORDERS_PATH, params, correlation_id=cid, what=f"order list {prefix}*")
         ]
 
@@ -429,6 +442,19 @@ def _required_id(obj: Mapping[str, Any], kind: str) -> int:
     if found is None:
         raise GatewayError.permanent(f"Revel answered a {kind} without an id: {body_excerpt(repr(dict(obj)).encode())}")
     return found
+
+
+def _amount_or_none(value: object) -> Decimal | None:
+    """An amount Revel lists (a number or a string), to the cent; None when absent or unreadable."""
+    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
+        return None
+    try:
+        number = Decimal(value)
+    except ArithmeticError:
+        return None
+    if not number.is_finite() or number.copy_abs() >= Decimal("1e12"):
+        return None
+    return number.quantize(Decimal("0.01"))
 
 
 def _text_or_none(value: object) -> str | None:

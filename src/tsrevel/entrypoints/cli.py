@@ -570,7 +570,7 @@ def check_mapping() -> None:
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, allow_dash=True), help="Also write the report as JSON to FILE ('-' for stdout).")
 @click.option("--chunk-days", default=1, show_default=True, type=click.IntRange(1, 31), help="Days of Revel orders per request window.")
 def reconcile(date_from: datetime, date_to: datetime, json_file: str | None, chunk_days: int) -> None:
-    """Compare the order ledger with Revel's tripleseat-* orders: missing, duplicate and orphan orders. Read-only.
+    """Compare the order ledger with Revel's tripleseat-* orders: missing, duplicate, orphan orders, final totals. Read-only.
 
     Exits 1 when any problem is found. Nothing is created, changed or voided: each problem is for a person to settle.
     """
@@ -603,6 +603,8 @@ def reconcile(date_from: datetime, date_to: datetime, json_file: str | None, chu
             [["duplicate", d.reference, ", ".join(map(str, d.order_ids)), d.entry.revel_order_id if d.entry else "-"] for d in report.duplicates]
             + [["missing", m.reference, "-", m.entry.revel_order_id] for m in report.missing]
             + [["orphan", o.reference, o.order_id, "-"] for o in report.orphans]
+            + [["total", t.reference, f"{t.order_id}: final_total {t.revel_total}", f"{t.entry.revel_order_id}: recorded {t.ledger_total}"]
+               for t in report.mismatches]
         )
         echo_table(["PROBLEM", "REFERENCE", "REVEL ORDER(S)", "LEDGER'S REVEL ID"], rows, empty=f"{mark(True)} ledger and Revel agree")
     if not report.ok:

@@ -301,9 +301,16 @@ async def run_reconcile(
     total = len(chunks) * len(establishments)
     done = 0
     orders: list[tuple[int, str]] = []
+    totals: dict[int, Any] = {}
+    with_totals = getattr(revel, "list_order_totals", None)  # the HTTP gateway has it; a bare lister may not
     for est_id in establishments:
         for chunk_from, chunk_to in chunks:
-            orders += await revel.list_orders_by_reference_prefix(est_id, ORDER_REFERENCE_PREFIX, chunk_from, chunk_to)
+            if with_totals is not None:
+                listed = await with_totals(est_id, ORDER_REFERENCE_PREFIX, chunk_from, chunk_to)
+                orders += [(order_id, local_id) for order_id, local_id, _ in listed]
+                totals.update({order_id: total for order_id, _, total in listed})
+            else:
+                orders += await revel.list_orders_by_reference_prefix(est_id, ORDER_REFERENCE_PREFIX, chunk_from, chunk_to)
             done += 1
             if on_progress is not None:
                 on_progress(done, total)
@@ -312,7 +319,7 @@ async def run_reconcile(
     listed = {local_id for _, local_id in orders}
     compared = {e.reference: e for e in in_window}
     compared.update({e.reference: e for e in ledger if e.reference in listed})
-    report = reconcile(list(compared.values()), orders)
+    report = reconcile(list(compared.values()), orders, revel_totals=totals if with_totals is not None else None)
     return ReconcileRun(start=start, end=end, establishments=tuple(establishments), report=report)
 
 
@@ -339,5 +346,10 @@ def report_json(run: ReconcileRun) -> dict[str, Any]:
         "missing": [{"reference": m.reference, "ledger": entry(m.entry)} for m in r.missing],
         "duplicates": [{"reference": d.reference, "order_ids": list(d.order_ids), "ledger": entry(d.entry)} for d in r.duplicates],
         "orphans": [{"reference": o.reference, "order_id": o.order_id} for o in r.orphans],
+        "total_mismatches": [
+            {"reference": t.reference, "order_id": t.order_id, "ledger_final_total": str(t.ledger_total),
+             "revel_final_total": str(t.revel_total), "ledger": entry(t.entry)}
+            for t in r.mismatches
+        ],
         "problems": r.problems(),
     }

@@ -506,6 +506,15 @@ class FakeRevelServer:
                 order["final_total"] = final_total
             return order["id"]
 
+    def edit_order(self, order_id: int, **fields: Any) -> None:
+        """Change a stored order's fields as someone editing it in Revel's back office would (``final_total="400.00"``)."""
+        with self._http.lock:
+            for order in self._orders:
+                if order["id"] == order_id:
+                    order.update(fields)
+                    return
+        raise KeyError(f"no order {order_id}")
+
     @property
     def auth(self) -> str:
         return f"{self.api_key}:{self.api_secret}"
