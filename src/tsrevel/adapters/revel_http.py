@@ -45,16 +45,13 @@ def product_uri(product_id: int) -> str:
     return f"/resources/Product/{product_id}/"
 
 
-def user_uri(user_id: int) -> str:
-    return f"/enterprise/User/{user_id}/"
+# The other resources an order points at, by the mapping key that names their id.
+_RESOURCE_PATHS = {"user": "/enterprise/User/", "station": "/resources/PosStation/", "discount": "/resources/Discount/"}
 
 
-def station_uri(station_id: int) -> str:
-    return f"/resources/PosStation/{station_id}/"
-
-
-def discount_uri(discount_id: int) -> str:
-    return f"/resources/Discount/{discount_id}/"
+def resource_uri(kind: str, resource_id: int) -> str:
+    """The URI of a Revel user, PosStation or discount: ``resource_uri("station", 4)`` -> "/resources/PosStation/4/"."""
+    return f"{_RESOURCE_PATHS[kind]}{resource_id}/"
 
 
 def money(value: Decimal) -> str:
@@ -314,15 +311,15 @@ def order_body(order: RevelOrder) -> dict[str, Any]:
         "remaining_due": money(order.remaining_due),
     }
     if order.discount_id is not None:
-        info["discount"] = discount_uri(order.discount_id)
+        info["discount"] = resource_uri("discount", order.discount_id)
     if order.pickup_time is not None:
         info["pickup_time"] = _local_time(order.pickup_time)
     if order.guest_count is not None:
         info["number_of_people"] = order.guest_count
     if order.user_id is not None:
-        info["created_by"] = info["updated_by"] = user_uri(order.user_id)
+        info["created_by"] = info["updated_by"] = resource_uri("user", order.user_id)
     if order.station_id is not None:
-        info["station"] = station_uri(order.station_id)
+        info["station"] = resource_uri("station", order.station_id)
     return {
         "orderInfo": info,
         "items": [_item(line) for line in order.items],
@@ -356,9 +353,9 @@ def _payment(order: RevelOrder, payment: OrderPayment) -> dict[str, Any]:
     if payment.paid_at is not None:
         entry["payment_date"] = _local_time(payment.paid_at)
     if order.user_id is not None:
-        entry["created_by"] = entry["updated_by"] = user_uri(order.user_id)
+        entry["created_by"] = entry["updated_by"] = resource_uri("user", order.user_id)
     if order.station_id is not None:
-        entry["station"] = station_uri(order.station_id)
+        entry["station"] = resource_uri("station", order.station_id)
     return entry
 
 
@@ -366,9 +363,9 @@ def _history(order: RevelOrder) -> dict[str, Any]:
     """The one OrderHistory entry that makes the order appear in Revel's Order History screen."""
     entry: dict[str, Any] = {}
     if order.user_id is not None:
-        entry["order_opened_by"] = user_uri(order.user_id)
+        entry["order_opened_by"] = resource_uri("user", order.user_id)
     if order.station_id is not None:
-        entry["order_opened_at"] = station_uri(order.station_id)
+        entry["order_opened_at"] = resource_uri("station", order.station_id)
     if order.opened_at is not None:
         entry["opened"] = _local_time(order.opened_at)
         if order.closed:

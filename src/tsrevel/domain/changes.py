@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -63,19 +64,35 @@ def order_changes(ordered: Mapping[str, Any], current: RevelOrder | MappingFailu
     changes += _billing_changes(ordered, now)
     before = _items(ordered.get("items", []))
     after = _items(now["items"])  # type: ignore[arg-type]
+
+    def label(key: tuple[int, str]) -> str:
+        return f"{key[1] or 'item'} (product {key[0]})"
+
+    return changes + _diff(
+        before, after,
+        added=lambda key, new: f"added {label(key)}: {new[0]} x {new[1]}",
+        removed=lambda key, old: f"removed {label(key)}: was {old[0]} x {old[1]}",
+        changed=lambda key, old, new: f"changed {label(key)}: {old[0]} x {old[1]} -> {new[0]} x {new[1]}",
+    )
+
+
+def _diff(
+    before: Mapping[Any, Any],
+    after: Mapping[Any, Any],
+    *,
+    added: Callable[[Any, Any], str],
+    removed: Callable[[Any, Any], str],
+    changed: Callable[[Any, Any, Any], str],
+    same: Callable[[Any, Any], bool] = operator.eq,
+) -> list[str]:
+    """One line per key added, removed or changed between two keyed views, in key order."""
+    lines = []
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
-        if old == new:
+        if old is None and new is None or (old is not None and new is not None and same(old, new)):
             continue
-        product, name = key
-        label = f"{name or 'item'} (product {product})"
-        if old is None:
-            changes.append(f"added {label}: {new[0]} x {new[1]}")  # type: ignore[index]
-        elif new is None:
-            changes.append(f"removed {label}: was {old[0]} x {old[1]}")
-        else:
-            changes.append(f"changed {label}: {old[0]} x {old[1]} -> {new[0]} x {new[1]}")
-    return changes
+        lines.append(added(key, new) if old is None else removed(key, old) if new is None else changed(key, old, new))
+    return lines
 
 
 def _field_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
@@ -104,19 +121,12 @@ def _payment_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list
     """New payments, payments no longer counted (refunded, failed, removed) and partly refunded ones, by TripleSeat id."""
     if not isinstance(ordered.get("payments"), list):
         return []  # ordered before payments were read: nothing to compare with
-    before, after = _payments(ordered["payments"]), _payments(now.get("payments"))
-    changes = []
-    for key in sorted(set(before) | set(after)):
-        old, new = before.get(key), after.get(key)
-        if old == new:
-            continue
-        if old is None:
-            changes.append(f"new payment {key}: {new}")
-        elif new is None:
-            changes.append(f"payment {key} of {old} no longer counts (refunded, failed or removed in TripleSeat)")
-        else:
-            changes.append(f"payment {key}: {old} -> {new}" + (" (partly refunded)" if Decimal(new) < Decimal(old) else ""))
-    return changes
+    return _diff(
+        _payments(ordered["payments"]), _payments(now.get("payments")),
+        added=lambda key, new: f"new payment {key}: {new}",
+        removed=lambda key, old: f"payment {key} of {old} no longer counts (refunded, failed or removed in TripleSeat)",
+        changed=lambda key, old, new: f"payment {key}: {old} -> {new}" + (" (partly refunded)" if Decimal(new) < Decimal(old) else ""),
+    )
 
 
 def _payments(payments: object) -> dict[str, str]:
@@ -131,19 +141,13 @@ def _billing_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list
     """Billing details added, removed or changed in amount, by name (case and space ignored)."""
     if not isinstance(ordered.get("billing"), list):
         return []
-    before, after = _billing(ordered["billing"]), _billing(now.get("billing"))
-    changes = []
-    for key in sorted(set(before) | set(after)):
-        old, new = before.get(key), after.get(key)
-        if old is not None and new is not None and old[1] == new[1]:
-            continue
-        if old is None:
-            changes.append(f"new billing detail {new[0]!r}: {new[1]}")  # type: ignore[index]
-        elif new is None:
-            changes.append(f"billing detail {old[0]!r} removed: was {old[1]}")
-        else:
-            changes.append(f"billing detail {new[0]!r}: {old[1]} -> {new[1]}")
-    return changes
+    return _diff(
+        _billing(ordered["billing"]), _billing(now.get("billing")),
+        added=lambda key, new: f"new billing detail {new[0]!r}: {new[1]}",
+        removed=lambda key, old: f"billing detail {old[0]!r} removed: was {old[1]}",
+        changed=lambda key, old, new: f"billing detail {new[0]!r}: {old[1]} -> {new[1]}",
+        same=lambda old, new: old[1] == new[1],  # the same amount under a respelled name is no change
+    )
 
 
 def _billing(billing: object) -> dict[str, tuple[str, str]]:
