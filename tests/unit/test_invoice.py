@@ -369,3 +369,41 @@ class TestChangeDetection:
         assert outcome.state == dst.NEEDS_ATTENTION and len(world.revel.created) == 1
         (email,) = [e for e in outcome.emails if e.kind == "needs_attention"]
         assert "payment tripleseat-payment-88001 of 100 no longer counts" in email.text
+
+
+class TestWhatPeopleSee:
+    def test_connector_map_shows_the_whole_order_with_totals_and_payments(self):
+        import tsrevel
+        from tsrevel.testing import MemoryStore
+
+        connector = tsrevel.Connector(store=MemoryStore(), revel=FakeRevel(), mapping=EXAMPLE_MAPPING)
+        order = order_of(connector.map(body(invoice())))
+        snapshot = order.to_snapshot()
+        assert (snapshot["final_total"], snapshot["remaining_due"], snapshot["discount_amount"]) == ("445.18", "345.18", "20.00")
+        assert snapshot["payments"][0]["transaction_id"] == "tripleseat-payment-88001"
+        assert snapshot["billing"] == [
+            {"name": "Sales Tax", "amount": "35.18", "kind": "tax", "product_id": None},
+            {"name": "Service Fee", "amount": "10.00", "kind": "service_fee", "product_id": None},
+        ]
+
+    @pytest.mark.anyio
+    async def test_the_dry_run_email_shows_the_totals_the_deposit_and_what_remains_due(self):
+        world = fake_world(dry_run=True)
+        outcome = await world.connector().handle(body(invoice()))
+        assert outcome.state == dst.DRY_RUN
+        (email,) = [e for e in outcome.emails if e.kind == "dry_run"]
+        for line in ("Subtotal:     420.00", "Discount:     -20.00  (Revel discount 3358)", "Tax:          35.18",
+                     "Service fee:  10.00", "Final total:  445.18  (TripleSeat grand total 445.18)",
+                     "  100.00  tripleseat-payment-88001  2025-12-01 09:45:00  Visa ending 4242", "Remaining due: 345.18"):
+            assert line in email.text, line
+        assert "final total 445.18, remaining due 345.18" in outcome.note
+
+    @pytest.mark.anyio
+    async def test_the_order_created_email_shows_the_same_and_revel_shows_it_too(self):
+        world = fake_world(dry_run=False)
+        outcome = await world.connector().handle(body(invoice()))
+        assert outcome.state == dst.DONE
+        (email,) = [e for e in outcome.emails if e.kind == "order_created"]
+        assert "Final total:  445.18" in email.text and "Remaining due: 345.18" in email.text
+        shown = world.revel.shown["tripleseat-55521700"]
+        assert (shown.final_total, shown.remaining_due, shown.has_history) == (Decimal("445.18"), Decimal("345.18"), True)
