@@ -116,6 +116,15 @@ class TestTheExampleInvoice:
         assert (order.discount_id, order.payment_type, order.user_id, order.station_id) == (3358, 236, 1, 4)
         assert order.warnings == ()
 
+    def test_how_the_money_was_read_is_logged_as_evidence(self):
+        from tsrevel.domain.mapping import money_reading
+
+        reading = money_reading(TripleSeatEvent.from_payload(invoice()["event"]))
+        assert reading == (
+            "document 0: discount 20.00 from financials.discounts_total (lines' discounts 20.00, its breakdown); "
+            "2 billing detail(s) from the documents (event-level sums not added); 2 payment(s) read, 1 counted (100.00)"
+        )
+
     def test_the_payment_date_is_on_the_locations_clock(self):
         order = order_of(mapped(invoice()))
         assert order.payments[0].paid_at == datetime(2025, 12, 1, 9, 45)  # 17:45 UTC in Los Angeles
@@ -387,9 +396,13 @@ class TestWhatPeopleSee:
         ]
 
     @pytest.mark.anyio
-    async def test_the_dry_run_email_shows_the_totals_the_deposit_and_what_remains_due(self):
+    async def test_the_dry_run_email_shows_the_totals_the_deposit_and_what_remains_due(self, caplog):
+        import logging
+
         world = fake_world(dry_run=True)
-        outcome = await world.connector().handle(body(invoice()))
+        with caplog.at_level(logging.INFO, logger="tsrevel.processing"):
+            outcome = await world.connector().handle(body(invoice()))
+        assert any("= TripleSeat grand total 445.18 (read: document 0: discount 20.00" in r.getMessage() for r in caplog.records)
         assert outcome.state == dst.DRY_RUN
         (email,) = [e for e in outcome.emails if e.kind == "dry_run"]
         for line in ("Subtotal:     420.00", "Discount:     -20.00  (Revel discount 3358)", "Tax:          35.18",

@@ -254,6 +254,24 @@ def map_event(
     return attrs.evolve(order, warnings=tuple(warnings))
 
 
+def money_reading(event: TripleSeatEvent) -> str:
+    """How tsrevel read the event's money, as evidence for the log (docs/configuration.md, "The invoice")."""
+    parts = []
+    for doc in event.documents:
+        if doc.discounts_total is not None:
+            parts.append(f"document {doc.index}: discount {doc.discounts_total} from financials.discounts_total (lines' discounts {doc.line_discounts}, its breakdown)")
+        elif doc.line_discounts:
+            parts.append(f"document {doc.index}: discount {doc.line_discounts} from the lines' discounts")
+    per_document = any(b.document_index is not None for b in event.billing_totals)
+    parts.append(
+        f"{len(event.billing_totals)} billing detail(s) "
+        + ("from the documents (event-level sums not added)" if per_document else "from the event-level billing_totals")
+    )
+    counted = [p for p in event.payments if p.counted > 0]
+    parts.append(f"{len(event.payments)} payment(s) read, {len(counted)} counted ({sum((p.counted for p in counted), ZERO)})")
+    return "; ".join(parts)
+
+
 def _billing(event: TripleSeatEvent, mapping: MappingConfig, unmapped: str) -> tuple[list[BillingLine], list[str], list[str]]:
     """Each billing detail with its target, the names missing from [billing], and warnings."""
     charges: list[BillingLine] = []

@@ -20,7 +20,7 @@ from tsrevel.domain.deliveries import Delivery, LedgerEntry, NewDelivery
 from tsrevel.domain.errors import GatewayError, InvalidRequest, NotFound, PayloadError, SignatureError
 from tsrevel.domain.events import TripleSeatEvent, WebhookEnvelope
 from tsrevel.domain.ids import delivery_key
-from tsrevel.domain.mapping import MappingConfig, MappingFailure, map_event
+from tsrevel.domain.mapping import MappingConfig, MappingFailure, map_event, money_reading
 from tsrevel.domain.orders import RevelOrder
 from tsrevel.domain.ports import (
     BUSY,
@@ -543,7 +543,7 @@ class _Run:
             await self.finish(st.DEAD, mapped.describe(), error=mapped.describe(), emails=[email], attempts=self.d.attempts + 1)
             return
         # The money as we read it, as evidence; what ops must know goes on the delivery's timeline too.
-        self._log(logging.INFO, "delivery %s: invoice of event %s: %s", self.d.id, event.id, mapped.arithmetic)
+        self._log(logging.INFO, "delivery %s: invoice of event %s: %s (read: %s)", self.d.id, event.id, mapped.arithmetic, money_reading(event))
         for warning in mapped.warnings:
             self._log(logging.WARNING, "delivery %s: %s", self.d.id, warning)
             await self.p.store.add_note(self.d.id, token=self.token, now=self.p.clock.now(), note=warning)
