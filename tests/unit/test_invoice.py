@@ -420,3 +420,29 @@ class TestWhatPeopleSee:
         assert "Final total:  445.18" in email.text and "Remaining due: 345.18" in email.text
         shown = world.revel.shown["tripleseat-55521700"]
         assert (shown.final_total, shown.remaining_due, shown.has_history) == (Decimal("445.18"), Decimal("345.18"), True)
+
+
+class TestTheReadingIsConfigurable:
+    """[invoice]: where a real payload differs from our reading, the mapping file says how to read it."""
+
+    def test_discounts_lines_ignores_the_documents_discounts_total(self):
+        payload = invoice()
+        document(payload)["financials"]["discounts_total"] = "25.00"  # disagrees with its lines (20.00)
+        document(payload)["financials"]["grand_total"] = "445.18"
+        assert "0.00 unexplained" not in failure_of(mapped(payload)).describe()  # default: 25.00 -> unbalanced
+        order = order_of(mapped(payload, with_mapping(invoice__discounts="lines")))
+        assert (order.discount_amount, order.final_total) == (Decimal("20.00"), Decimal("445.18"))
+
+    def test_billing_totals_event_reads_the_event_level_sums(self):
+        payload = invoice()
+        payload["event"]["billing_totals"] = [{"name": "Sales Tax", "total": "35.18"}, {"name": "Gratuity", "total": "10.00"}]
+        default = order_of(mapped(payload))
+        assert (default.service_charge, default.gratuity) == (Decimal("10.00"), Decimal("0.00"))
+        event_level = order_of(mapped(payload, with_mapping(invoice__billing_totals="event")))
+        assert (event_level.service_charge, event_level.gratuity) == (Decimal("0.00"), Decimal("10.00"))
+
+    @pytest.mark.parametrize(("table", "problem"), [({"discounts": "both"}, 'invoice.discounts: \'both\' is not one of "document_total", "lines"'),
+                                                    ({"rounding": "up"}, "invoice.rounding: unknown key")])
+    def test_a_bad_reading_stops_start_up(self, table, problem):
+        with pytest.raises(ConfigError, match=problem):
+            mapping_from_dict({"invoice": table})

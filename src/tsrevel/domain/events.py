@@ -173,6 +173,7 @@ class TripleSeatEvent:
     has_financials: bool = False
     line_items: tuple[LineItem, ...] = ()
     billing_totals: tuple[BillingTotal, ...] = ()  # per document when any document has them, else the event's
+    event_billing_totals: tuple[BillingTotal, ...] = ()  # the event-level sums ({name, total}), as sent
     grand_total: Decimal | None = None
     documents: tuple[Document, ...] = ()
     payments: tuple[Payment, ...] = ()  # the documents' payments, else the event's own payment_set
@@ -181,6 +182,18 @@ class TripleSeatEvent:
     def discount_total(self) -> Decimal:
         """The whole discount of the event: each document's, added (see Document.discount)."""
         return sum((d.discount for d in self.documents), Decimal("0.00"))
+
+    def discount_from(self, source: str) -> Decimal:
+        """The discount read one way: "document_total" (discount_total) or "lines" (only the lines' discounts)."""
+        if source == "lines":
+            return sum((d.line_discounts for d in self.documents), Decimal("0.00"))
+        return self.discount_total
+
+    def billing_from(self, source: str) -> tuple[BillingTotal, ...]:
+        """The billing details read one way: "documents" (billing_totals) or "event" (the event's sums when sent)."""
+        if source == "event" and self.event_billing_totals:
+            return self.event_billing_totals
+        return self.billing_totals
 
     @property
     def amount_due(self) -> Decimal | None:
@@ -228,8 +241,9 @@ class TripleSeatEvent:
                 if document.grand_total is not None:
                     documents_total = document.grand_total + (documents_total or 0)
         # billing_totals and payments are per document and again per event: take one, never both.
+        event_totals = _billing_totals(obj.get("billing_totals"), f"{path}.billing_totals", None)
         if not totals:
-            totals.extend(_billing_totals(obj.get("billing_totals"), f"{path}.billing_totals", None))
+            totals.extend(event_totals)
         if not payments:
             payments.extend(_payments(obj.get("payment_set"), f"{path}.payment_set", None))
         return cls(
@@ -260,6 +274,7 @@ class TripleSeatEvent:
             has_financials=documents is not None,
             line_items=tuple(items),
             billing_totals=tuple(totals),
+            event_billing_totals=tuple(event_totals),
             # The documents' own totals, summed, win over the event-level figure.
             grand_total=documents_total if documents_total is not None else grand_total,
             documents=tuple(docs),

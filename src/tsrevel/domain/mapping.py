@@ -72,6 +72,9 @@ class MappingConfig:
     sites: Mapping[str, Venue] = attrs.field(factory=dict, converter=MappingProxyType)
     products: ProductMap = ProductMap()
     billing: Mapping[str, BillingTarget] = attrs.field(factory=dict, converter=_frozen_billing)  # by normalised name
+    # [invoice]: how TripleSeat's money is read, where a real payload may differ from our reading.
+    discounts: str = "document_total"  # or "lines"
+    billing_source: str = "documents"  # or "event"
 
     def venue_for(self, event: TripleSeatEvent) -> Venue | None:
         """The event's location mapping, else its site's, else None."""
@@ -186,7 +189,7 @@ def map_event(
             + "; the Revel order's total is short of TripleSeat's by as much"
         )
         unmapped_billing = []
-    discount = event.discount_total
+    discount = event.discount_from(mapping.discounts)
     if discount and venue is not None and venue.discount is None:
         problems.append(
             f"the event has a discount of {discount} but no Revel discount id is configured: "
@@ -254,17 +257,22 @@ def map_event(
     return attrs.evolve(order, warnings=tuple(warnings))
 
 
-def money_reading(event: TripleSeatEvent) -> str:
+def money_reading(event: TripleSeatEvent, mapping: MappingConfig | None = None) -> str:
     """How tsrevel read the event's money, as evidence for the log (docs/configuration.md, "The invoice")."""
+    mapping = mapping or MappingConfig()
     parts = []
     for doc in event.documents:
-        if doc.discounts_total is not None:
+        if mapping.discounts == "lines":
+            if doc.line_discounts or doc.discounts_total is not None:
+                parts.append(f"document {doc.index}: discount {doc.line_discounts} from the lines' discounts ([invoice] discounts = \"lines\"; discounts_total {doc.discounts_total})")
+        elif doc.discounts_total is not None:
             parts.append(f"document {doc.index}: discount {doc.discounts_total} from financials.discounts_total (lines' discounts {doc.line_discounts}, its breakdown)")
         elif doc.line_discounts:
             parts.append(f"document {doc.index}: discount {doc.line_discounts} from the lines' discounts")
-    per_document = any(b.document_index is not None for b in event.billing_totals)
+    billing = event.billing_from(mapping.billing_source)
+    per_document = any(b.document_index is not None for b in billing)
     parts.append(
-        f"{len(event.billing_totals)} billing detail(s) "
+        f"{len(billing)} billing detail(s) "
         + ("from the documents (event-level sums not added)" if per_document else "from the event-level billing_totals")
     )
     counted = [p for p in event.payments if p.counted > 0]
@@ -277,7 +285,7 @@ def _billing(event: TripleSeatEvent, mapping: MappingConfig, unmapped: str) -> t
     charges: list[BillingLine] = []
     missing: list[str] = []
     warnings: list[str] = []
-    for total in event.billing_totals:
+    for total in event.billing_from(mapping.billing_source):
         target = mapping.billing.get(normalise_name(total.name))
         if target is None:
             if total.amount == 0:
@@ -376,7 +384,8 @@ def _notes(event: TripleSeatEvent) -> str:
 
 # ---- the mapping file, already decoded from TOML into dicts; the adapter adds the file name ----
 
-_TOP_KEYS = {"defaults", "locations", "sites", "products", "billing"}
+_TOP_KEYS = {"defaults", "locations", "sites", "products", "billing", "invoice"}
+_INVOICE_READINGS = {"discounts": ("document_total", "lines"), "billing_totals": ("documents", "event")}
 _REVEL_IDS = ("revel_user", "revel_station", "payment_type", "discount")  # in [defaults], overridable per venue
 _DEFAULT_KEYS = {"timezone", "dining_option", *_REVEL_IDS}
 _VENUE_KEYS = {"name", "revel_establishment", "dining_option", "timezone", "products", *_REVEL_IDS}
@@ -399,9 +408,16 @@ def mapping_from_dict(data: Mapping[str, Any]) -> MappingConfig:
         _key_id(k, "sites"): _venue(v, f"sites.{k}", "site", zone, dining, ids)
         for k, v in _table(data.get("sites", {}), "sites").items()
     }
+    invoice = _table(data.get("invoice", {}), "invoice")
+    _no_unknown(invoice, set(_INVOICE_READINGS), "invoice")
+    for key, allowed in _INVOICE_READINGS.items():
+        if key in invoice and invoice[key] not in allowed:
+            raise ConfigError(f"invoice.{key}: {invoice[key]!r} is not one of " + ", ".join(f'"{a}"' for a in allowed))
     return MappingConfig(
         timezone=zone, dining_option=dining, locations=locations, sites=sites, products=products,
         billing=_billing_table(data.get("billing", {}), "billing"),
+        discounts=invoice.get("discounts", "document_total"),
+        billing_source=invoice.get("billing_totals", "documents"),
     )
 
 

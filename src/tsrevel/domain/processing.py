@@ -543,7 +543,7 @@ class _Run:
             await self.finish(st.DEAD, mapped.describe(), error=mapped.describe(), emails=[email], attempts=self.d.attempts + 1)
             return
         # The money as we read it, as evidence; what ops must know goes on the delivery's timeline too.
-        self._log(logging.INFO, "delivery %s: invoice of event %s: %s (read: %s)", self.d.id, event.id, mapped.arithmetic, money_reading(event))
+        self._log(logging.INFO, "delivery %s: invoice of event %s: %s (read: %s)", self.d.id, event.id, mapped.arithmetic, money_reading(event, self.p.mapping))
         for warning in mapped.warnings:
             self._log(logging.WARNING, "delivery %s: %s", self.d.id, warning)
             await self.p.store.add_note(self.d.id, token=self.token, now=self.p.clock.now(), note=warning)
