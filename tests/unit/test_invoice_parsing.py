@@ -66,6 +66,11 @@ class TestBillingTotals:
         only_event = event(documents=[{"line_items": doc["line_items"]}], billing_totals=[{"name": "Sales Tax", "total": "3.00"}])
         assert [(b.name, b.amount, b.document_index) for b in only_event.billing_totals] == [("Sales Tax", Decimal("3.00"), None)]
 
+    @pytest.mark.parametrize(("wire", "rate"), [("8.375%", Decimal("8.375")), ("n/a", None), ("", None), (None, None)])
+    def test_the_rate_is_evidence_only_and_never_refuses_the_event(self, wire: object, rate: Decimal | None) -> None:
+        parsed = with_document({"billing_totals": [{"description": "Sales Tax", "value": wire, "total_price": "35.18"}]})
+        assert parsed.billing_totals[0].rate == rate
+
     def test_older_shapes_still_read(self) -> None:
         parsed = with_document({"billing_totals": [{"name": "Sales tax", "amount": "35.27"}, {"display_name": "Fee", "total": 4}]})
         assert [(b.name, b.amount) for b in parsed.billing_totals] == [("Sales tax", Decimal("35.27")), ("Fee", Decimal("4.00"))]

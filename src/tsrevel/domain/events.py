@@ -563,8 +563,18 @@ def _billing_total(value: object, path: str, document_index: int | None = None) 
         amount=amount if amount is not None else Decimal("0.00"),
         document_index=document_index,
         billing_id=_id(obj.get("billing_id"), f"{path}.billing_id"),
-        rate=_decimal(obj.get("value"), f"{path}.value") if not isinstance(obj.get("value"), str) or obj["value"].strip() else None,
+        rate=_rate(obj.get("value"), f"{path}.value"),
     )
+
+
+def _rate(value: object, path: str) -> Decimal | None:
+    """A billing detail's ``value`` (a rate such as 8.375, or "8.375%"): evidence only, so unreadable is None, not an error."""
+    if isinstance(value, str):
+        value = value.strip().removesuffix("%")
+    try:
+        return _decimal(value, path)
+    except PayloadError:
+        return None
 
 
 def _payments(value: object, path: str, document_index: int | None) -> list[Payment]:
