@@ -26,6 +26,9 @@ from tsrevel.testing import EXAMPLE_MAPPING, fake_world
 from tsrevel.testing.strategies import invoice_payloads, mapping_for
 
 MAPPING = mapping_from_dict(EXAMPLE_MAPPING)
+# The keys of RevelOrder.to_snapshot() before issue 12 (ledger rows written by the previous version).
+OLD_SNAPSHOT_KEYS = ("event_id", "location_id", "location_name", "establishment_id", "local_id", "dining_option", "call_name",
+                     "notes", "pickup_time", "items", "unmapped", "total", "guest_count")
 CENTS = st.integers(0, 10**8).map(lambda c: Decimal(c) / 100)
 
 
@@ -351,6 +354,14 @@ class TestChangeDetection:
             "billing detail 'Service Fee': 10 -> 20",
         ]
 
+    def test_a_payload_without_payments_or_billing_details_is_not_read_as_refunds_or_removals(self):
+        payload = invoice()
+        del document(payload)["payment_set"]
+        del document(payload)["billing_totals"]
+        payload["event"].pop("billing_totals")
+        document(payload)["financials"]["grand_total"] = "445.18"
+        assert self.changes(payload) == []
+
     def test_a_new_discount_is_reported(self):
         payload = invoice()
         document(payload)["financials"]["discounts_total"] = "30.00"
@@ -359,12 +370,22 @@ class TestChangeDetection:
     def test_a_ledger_snapshot_written_before_totals_existed_raises_no_false_alarm(self):
         old = {k: v for k, v in self.ordered().items()
                if k not in ("subtotal", "discount_amount", "tax", "service_charge", "gratuity", "final_total", "remaining_due",
-                            "grand_total", "payments", "payments_recorded", "billing", "history", "arithmetic", "warnings")}
+                            "grand_total", "payments", "payments_recorded", "payments_read", "billing", "history",
+                            "arithmetic", "warnings")}
         with_fee_line = invoice()  # a fee now mapped to a product line is not an "added item" either
         assert self.changes(with_fee_line, old) == []
         mapping = with_mapping(**{"billing__Service Fee": "product:902"})
         current = map_event(TripleSeatEvent.from_payload(invoice()["event"]), mapping, balanced=False)
         assert order_changes(old, current) == []
+
+    @given(invoice_payloads())
+    def test_any_invoice_compared_with_its_own_snapshot_old_or_new_is_no_change(self, payload):
+        event = TripleSeatEvent.from_payload(json.loads(json.dumps(payload), parse_float=Decimal))
+        mapping = mapping_for(event, revel_ids={"payment_type": 236, "discount": 3358})
+        order = order_of(map_event(event, mapping))
+        snapshot = json.loads(json.dumps(order.to_snapshot()))  # through the ledger's JSON
+        old = {k: v for k, v in snapshot.items() if k in OLD_SNAPSHOT_KEYS}
+        assert order_changes(snapshot, order) == [] and order_changes(old, order) == []
 
     @pytest.mark.anyio
     async def test_through_the_processor_a_refund_after_the_order_needs_attention(self):

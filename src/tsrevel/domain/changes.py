@@ -121,6 +121,8 @@ def _payment_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list
     """New payments, payments no longer counted (refunded, failed, removed) and partly refunded ones, by TripleSeat id."""
     if not isinstance(ordered.get("payments"), list):
         return []  # ordered before payments were read: nothing to compare with
+    if ordered["payments"] and not now.get("payments_read"):
+        return []  # this payload carries no payments at all: unknown, not refunded
     return _diff(
         _payments(ordered["payments"]), _payments(now.get("payments")),
         added=lambda key, new: f"new payment {key}: {new}",
@@ -141,6 +143,8 @@ def _billing_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list
     """Billing details added, removed or changed in amount, by name (case and space ignored)."""
     if not isinstance(ordered.get("billing"), list):
         return []
+    if ordered["billing"] and not now.get("billing"):
+        return []  # this payload carries no billing details at all: unknown, not removed
     return _diff(
         _billing(ordered["billing"]), _billing(now.get("billing")),
         added=lambda key, new: f"new billing detail {new[0]!r}: {new[1]}",

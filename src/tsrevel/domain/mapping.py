@@ -238,6 +238,7 @@ def map_event(
         service_charge=_sum(charges, SERVICE_FEE),
         gratuity=_sum(charges, GRATUITY),
         payments=tuple(payments),
+        payments_read=len(event.payments),
         payment_type=venue.payment_type,
         user_id=venue.revel_user,
         station_id=venue.revel_station,

@@ -104,7 +104,7 @@ def needs_attention(
             "What changed:\n" + "\n".join(f"- {c}" for c in changes) + "\n\n"
             "What to do in Revel:\n"
             f"1. Open the order {ref_text}.\n"
-            "2. Make it match the changes above: items and quantities, pickup time, guest count and notes.\n"
+            "2. Make it match the changes above: items and quantities, pickup time, guest count and notes, discount, billing details and payments.\n"
             "3. If the location (Revel establishment) changed, void this order and enter it at the new location by hand.\n"
             "Nothing to do in tsrevel: this delivery stays 'needs_attention' as the record.\n\n" + _footer(delivery)
         ),

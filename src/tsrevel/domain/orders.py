@@ -83,6 +83,7 @@ class RevelOrder:
     service_charge: Decimal = ZERO
     gratuity: Decimal = ZERO
     payments: tuple[OrderPayment, ...] = ()  # every counted TripleSeat payment
+    payments_read: int = 0  # TripleSeat payments in the event, counted or not
     payment_type: int | None = None  # None: payments are not recorded in Revel
     user_id: int | None = None
     station_id: int | None = None
@@ -166,6 +167,7 @@ class RevelOrder:
                 for p in self.payments
             ],
             "payments_recorded": self.payment_type is not None,
+            "payments_read": self.payments_read,
             "billing": [
                 {"name": b.name, "amount": str(b.amount), "kind": b.kind, "product_id": b.product_id} for b in self.billing
             ],
