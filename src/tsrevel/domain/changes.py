@@ -37,7 +37,7 @@ _NOTES_GUESTS = re.compile(r"guests: \d+")
 def event_changes(ordered: Mapping[str, Any], event: TripleSeatEvent, mapping: MappingConfig, *, unmapped: str) -> list[str]:
     """What changed in the event since its order; an event without line items is compared on what it carries."""
     if event.line_items:
-        return order_changes(ordered, map_event(event, mapping, unmapped=unmapped, balanced=False))
+        return order_changes(ordered, map_event(event, mapping, unmapped=unmapped, strict_money=False))
     # A webhook without documents (and nothing fetched): its items are unknown, not removed.
     venue = mapping.venue_for(event)
     if venue is None:

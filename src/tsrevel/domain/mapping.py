@@ -135,13 +135,16 @@ def map_event(
     *,
     unmapped: str = UNMAPPED_FAIL,
     received_at: datetime | None = None,
-    balanced: bool = True,
+    strict_money: bool = True,
 ) -> MappingResult:
     """Turn an event into a Revel order carrying TripleSeat's invoice, or a failure that lists every problem at once.
 
     ``received_at`` (when the webhook came) becomes the order history's "opened" time on the
-    store's clock; without it the pickup time stands in. ``balanced=False`` maps an event whose
-    numbers do not add up (change detection compares it; it is never ordered).
+    store's clock; without it the pickup time stands in. ``strict_money=False`` is for change
+    detection only (the result is compared, never ordered): numbers that do not add up, billing
+    details missing from [billing] and a discount without a discount id do not fail the mapping,
+    so an order placed before any of them (or before tsrevel read money at all) is compared on
+    what changed, not reported as "no longer maps".
     """
     venue = mapping.venue_for(event)
     missing_location = None
@@ -182,7 +185,7 @@ def map_event(
     elif not lines and missing:
         problems.append("no line item could be mapped to a Revel product")
     charges, unmapped_billing, warnings = _billing(event, mapping, unmapped)
-    if unmapped_billing and unmapped == UNMAPPED_SKIP:
+    if unmapped_billing and (unmapped == UNMAPPED_SKIP or not strict_money):
         warnings.append(
             "left out (UNMAPPED_ITEMS=skip), not in [billing]: "
             + ", ".join(f"{c.name!r} {c.amount}" for c in charges if c.kind == SKIPPED)
@@ -190,13 +193,13 @@ def map_event(
         )
         unmapped_billing = []
     discount = event.discount_from(mapping.discounts)
-    if discount and venue is not None and venue.discount is None:
+    if strict_money and discount and venue is not None and venue.discount is None:
         problems.append(
             f"the event has a discount of {discount} but no Revel discount id is configured: "
             f"add `discount = <Revel discount id>` to [defaults] or [{_venue_table(venue)}]"
         )
     arithmetic = balance((i.line_total for i in event.line_items), discount, charges, event.grand_total)
-    if balanced and not arithmetic.ok:
+    if strict_money and not arithmetic.ok:
         problems.append(f"TripleSeat's numbers do not add up: {arithmetic.describe()}")
     if venue is None or problems or unmapped_billing or (missing and unmapped != UNMAPPED_SKIP):
         return MappingFailure(
@@ -247,7 +250,7 @@ def map_event(
         grand_total=event.grand_total,
         arithmetic=arithmetic.describe(),
     )
-    if balanced and order.remaining_due < 0:
+    if strict_money and order.remaining_due < 0:
         return MappingFailure(
             event_id=event.id,
             problems=(f"TripleSeat payments of {order.paid} exceed the order's total {order.final_total}; check the payments in TripleSeat",),
