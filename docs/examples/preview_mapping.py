@@ -18,6 +18,14 @@ def main() -> None:
     for line in order.items:
         print(f"  {line.quantity} x {line.name} -> Revel product {line.product_id} @ {line.price}")
 
+    # The whole invoice: discount, billing details, counted payments, what remains due.
+    invoice = connector.map((EXAMPLES / "webhook-invoice.json").read_bytes())
+    assert isinstance(invoice, tsrevel.RevelOrder)
+    assert invoice.final_total == invoice.grand_total
+    print(invoice.arithmetic)
+    for payment in invoice.payments:
+        print(f"  paid {payment.amount} ({payment.transaction_id}); remaining due {invoice.remaining_due}")
+
     failure = connector.map(json.loads((EXAMPLES / "webhook-unmapped.json").read_text()))
     assert isinstance(failure, tsrevel.MappingFailure)
     print("cannot map:", failure.describe())

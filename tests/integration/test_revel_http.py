@@ -98,15 +98,25 @@ class TestCreateOrder:
             "notes": "TripleSeat event 55521609",
             "pickup_time": "2025-12-28T18:00:00",
             "web_order": True,
+            # 12 x 2.75 + 1.5 x 0.10 + 2 x 1234567.89, no discount, tax or fees (issue 12: money as 2-decimal strings)
+            "subtotal": "2469168.93",
+            "discount_amount": "0.00",
+            "tax": "0.00",
+            "service_charge": "0.00",
+            "gratuity": "0.00",
+            "final_total": "2469168.93",
+            "remaining_due": "2469168.93",
         }
-        assert body["items"] == [
-            {"product": "/resources/Product/579/", "quantity": 12, "price": Decimal("2.75"), "special_request": "glazed"},
-            {"product": "/resources/Product/590/", "quantity": Decimal("1.5"), "price": Decimal("0.10"), "special_request": ""},
-            {"product": "/resources/Product/601/", "quantity": 2, "price": Decimal("1234567.89"), "special_request": ""},
-        ]
+
+        def item(product: int, quantity: object, price: str, request: str) -> dict[str, object]:
+            return {"product": f"/resources/Product/{product}/", "quantity": quantity, "price": price,
+                    "initial_price": price, "price_to_display": price, "special_request": request}
+
+        assert body["items"] == [item(579, 12, "2.75", "glazed"), item(590, Decimal("1.5"), "0.10", ""), item(601, 2, "1234567.89", "")]
+        # No user, station or opening time configured for this order: no history entry, and no payments.
         assert body["history"] == [] and body["payments"] == []
         # Money reaches Revel digit for digit: no float ever touched it.
-        assert b'"price":0.10' in request.body and b'"price":1234567.89' in request.body
+        assert b'"price":"0.10"' in request.body and b'"price":"1234567.89"' in request.body
         assert b'"quantity":12,' in request.body and b'"quantity":1.5,' in request.body
         assert [o["local_id"] for o in revel.orders] == ["tripleseat-55521609"]
 

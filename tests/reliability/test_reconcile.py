@@ -143,3 +143,27 @@ async def test_R24_reconcile_over_the_real_gateway_lists_and_creates_nothing():
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+class TestTotals:
+    """Issue 12: reconcile reports an order whose Revel final_total differs from the ledger's."""
+
+    @staticmethod
+    def with_total(event_id: int, total: str | None, order_id: int) -> LedgerEntry:
+        import json
+
+        import attrs
+
+        snapshot = json.dumps({"final_total": total} if total is not None else {"total": "1.00"})
+        return attrs.evolve(ledger_row(event_id, revel_order_id=order_id), snapshot=snapshot)
+
+    def test_a_differing_total_is_reported_once_and_old_rows_are_not_compared(self):
+        from decimal import Decimal
+
+        ledger = [self.with_total(1, "445.18", 901), self.with_total(2, "10.00", 902), self.with_total(3, None, 903)]
+        orders = [(901, "tripleseat-1"), (902, "tripleseat-2"), (903, "tripleseat-3")]
+        totals = {901: Decimal("400.00"), 902: Decimal("10.00"), 903: Decimal("5.00")}
+        report = reconcile(ledger, orders, revel_totals=totals)
+        assert report.problems() == ["total: Revel order 901 (tripleseat-1) has final_total 400.00; the ledger recorded 445.18 (-45.18 in Revel)"]
+        assert not report.ok
+        assert reconcile(ledger, orders).ok  # without totals, as before

@@ -98,27 +98,32 @@ class TestMoney:
     @pytest.mark.parametrize(
         ("wire", "exact"),
         [
-            ("16586.0", Decimal("16586.0")),
-            (38.5, Decimal("38.5")),
+            ("16586.0", Decimal("16586.00")),
+            (38.5, Decimal("38.50")),
             ("$1,200.50", Decimal("1200.50")),
-            ("1,234,567.8", Decimal("1234567.8")),
-            (64, Decimal("64")),
+            ("1,234,567.8", Decimal("1234567.80")),
+            (64, Decimal("64.00")),
             (" 3.25 ", Decimal("3.25")),
             (Decimal("0.10"), Decimal("0.10")),
-            (0.1, Decimal("0.1")),
+            (0.1, Decimal("0.10")),
+            ("3.2500", Decimal("3.25")),
         ],
     )
-    def test_money_becomes_the_exact_decimal_it_spells(self, wire: object, exact: Decimal) -> None:
+    def test_money_becomes_the_exact_decimal_it_spells_quantised_to_the_cent_at_parse_time(self, wire: object, exact: Decimal) -> None:
         item = event_with_item(price=wire).line_items[0]
         assert isinstance(item.price, Decimal)
         assert item.price == exact
         assert str(item.price) == str(exact)
 
     def test_a_json_fraction_is_never_read_through_float(self) -> None:
+        # Through float this would be 0.3 and pass; read exactly it has digits beyond the cent.
         body = b'{"webhook_trigger_type": "X", "event": {"id": 1, "grand_total": 0.30000000000000001}}'
-        event = WebhookEnvelope.from_json_bytes(body).event
-        assert event is not None
-        assert event.grand_total == Decimal("0.30000000000000001")
+        with pytest.raises(PayloadError, match="decimal places") as caught:
+            WebhookEnvelope.from_json_bytes(body)
+        assert caught.value.path == "event.grand_total"
+        exact = b'{"webhook_trigger_type": "X", "event": {"id": 1, "grand_total": 0.30000000000000000}}'
+        event = WebhookEnvelope.from_json_bytes(exact).event
+        assert event is not None and str(event.grand_total) == "0.30"
 
     def test_quantity_times_price_is_exact(self) -> None:
         item = event_with_item(quantity=3, price=0.1).line_items[0]
@@ -430,3 +435,56 @@ class TestParsingIsTotal:
             assert parsed.event.start_utc is not None
             expected = datetime.fromisoformat(source["event_start_iso8601"]).astimezone(timezone.utc)
             assert parsed.event.start_utc == expected
+
+
+def refused(body: bytes) -> PayloadError:
+    with pytest.raises(PayloadError) as caught:
+        WebhookEnvelope.from_json_bytes(body)
+    return caught.value
+
+
+class TestPayloadSanity:
+    """Issue 11, item 9: each of these was accepted before, and would have stalled or misprinted later."""
+
+    @pytest.mark.parametrize("field", ["id", "location_id", "booking_id"])
+    def test_an_integer_id_over_64_digits_is_refused_with_its_path(self, field: str) -> None:
+        body = ('{"webhook_trigger_type": "X", "event": {"id": 1, "%s": %s}}' % (field, "9" * 65)).encode()
+        if field == "id":
+            body = ('{"webhook_trigger_type": "X", "event": {"id": %s}}' % ("9" * 65)).encode()
+        assert refused(body).path == f"event.{field}"
+
+    def test_an_integer_id_of_64_digits_is_still_an_id(self) -> None:
+        envelope = WebhookEnvelope.from_json_bytes(('{"webhook_trigger_type": "X", "event": {"id": %s}}' % ("9" * 64)).encode())
+        assert envelope.event is not None and envelope.event.id == "9" * 64
+
+    @pytest.mark.parametrize("wire", ["1E-999999999", "-1E-999999999", "1e999999999", "0.0000000000001"])
+    @pytest.mark.parametrize("field", ["price", "quantity", "total_price", "discount"])
+    def test_money_and_quantities_with_absurd_exponents_are_refused_with_the_field_path(self, wire: str, field: str) -> None:
+        item = {"id": 1, "quantity": 1, "price": 1} | {field: wire}
+        for spelling in (json.dumps(wire), wire):  # a JSON string and a JSON number
+            body = json.dumps({"webhook_trigger_type": "X", "event": {"id": 1, "documents": [{"line_items": [item]}]}})
+            body = body.replace(json.dumps(wire), spelling)
+            assert refused(body.encode()).path == f"event.documents[0].line_items[0].{field}"
+
+    @pytest.mark.parametrize("wire", ["NaN", "Infinity", "-Infinity", "sNaN"])
+    def test_non_finite_money_is_refused_with_the_field_path(self, wire: str) -> None:
+        body = json.dumps({"webhook_trigger_type": "X", "event": {"id": 1, "documents": [{"financials": {"grand_total": wire}}]}})
+        assert refused(body.encode()).path == "event.documents[0].financials.grand_total"
+
+    @pytest.mark.parametrize(("wire", "problem"), [("-20.00", "negative"), ("12.345", "more than 2 decimals")])
+    def test_negative_money_and_fractions_of_a_cent_are_refused(self, wire: str, problem: str) -> None:
+        with pytest.raises(PayloadError, match=problem) as caught:
+            TripleSeatEvent.from_payload({"id": 7, "documents": [{"payment_set": {"payments": [{"id": 1, "amount": wire, "state": "paid"}]}}]})
+        assert caught.value.path == "event.documents[0].payment_set.payments[0].amount"
+
+    def test_money_is_quantised_once_at_parse_time(self) -> None:
+        parsed = TripleSeatEvent.from_payload(
+            {"id": 7, "documents": [{"line_items": [{"id": 1, "quantity": 1, "price": "420"}], "financials": {"grand_total": "446.000"}}]}
+        )
+        assert str(parsed.grand_total) == "446.00"
+        assert str(parsed.line_items[0].price) == "420.00"
+
+    @given(st.integers(-(10**64) + 1, 10**64 - 1))
+    def test_every_integer_id_under_65_digits_reads_as_its_digits(self, number: int) -> None:
+        envelope = WebhookEnvelope.from_json_bytes(('{"webhook_trigger_type": "X", "event": {"id": 1, "account_id": %d}}' % number).encode())
+        assert envelope.event is not None and envelope.event.account_id == str(number)

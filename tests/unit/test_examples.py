@@ -87,3 +87,23 @@ class TestExampleWebhooks:
         envelope = example("webhook-lead.json")
         assert (envelope.object_key, envelope.object_id, envelope.event) == ("lead", "998877", None)
         assert isinstance(decide(envelope, LIVE), Ignore)
+
+
+class TestExampleInvoice:
+    def test_the_example_mapping_names_the_revel_ids_and_the_billing_details(self, mapping: MappingConfig) -> None:
+        tropicana, harbor = mapping.locations["201"], mapping.locations["202"]
+        assert (tropicana.revel_user, tropicana.revel_station, tropicana.payment_type, tropicana.discount) == (1, 4, 236, 3358)
+        assert harbor.revel_station == 9
+        assert {name: str(target) for name, target in mapping.billing.items()} == {
+            "sales tax": "tax", "gratuity": "gratuity", "service fee": "service_fee",
+            "service charge 18%": "service_fee", "delivery fee": "product:902",
+        }
+
+    def test_the_invoice_webhook_becomes_an_order_that_adds_up_with_its_deposit(self, mapping: MappingConfig) -> None:
+        envelope = example("webhook-invoice.json")
+        assert envelope.event is not None
+        order = map_event(envelope.event, mapping)
+        assert isinstance(order, RevelOrder), order
+        # 48 x 3.25 + 4 x 38.50 + 2 x 55.00 = 420.00; - 20.00 discount + 35.18 tax + 10.00 service fee
+        assert (order.subtotal, order.final_total, order.paid, order.remaining_due) == (
+            Decimal("420.00"), Decimal("445.18"), Decimal("100.00"), Decimal("345.18"))

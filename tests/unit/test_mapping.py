@@ -265,7 +265,7 @@ class TestMappingFile:
     @pytest.mark.parametrize(
         ("data", "message"),
         [
-            (mapping_dict(colour="blue"), "colour: unknown key (allowed here: defaults, locations, products, sites)"),
+            (mapping_dict(colour="blue"), "colour: unknown key (allowed here: billing, defaults, invoice, locations, products, sites)"),
             (mapping_dict(defaults={"tz": "UTC"}), "defaults.tz: unknown key"),
             (
                 mapping_dict(locations={"201": {"revel_establishment": 4, "establishment": 4}}),

@@ -18,7 +18,7 @@ import httpx
 
 from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after
 from tsrevel.domain.errors import GatewayError
-from tsrevel.domain.orders import OrderLine, OrderRef, RevelOrder
+from tsrevel.domain.orders import OrderLine, OrderPayment, OrderRef, RevelOrder
 
 ORDERS_PATH = "/resources/Order/"
 CREATE_PATH = "/resources/OrderAllInOne/"
@@ -43,6 +43,20 @@ def establishment_uri(establishment_id: int) -> str:
 
 def product_uri(product_id: int) -> str:
     return f"/resources/Product/{product_id}/"
+
+
+# The other resources an order points at, by the mapping key that names their id.
+_RESOURCE_PATHS = {"user": "/enterprise/User/", "station": "/resources/PosStation/", "discount": "/resources/Discount/"}
+
+
+def resource_uri(kind: str, resource_id: int) -> str:
+    """The URI of a Revel user, PosStation or discount: ``resource_uri("station", 4)`` -> "/resources/PosStation/4/"."""
+    return f"{_RESOURCE_PATHS[kind]}{resource_id}/"
+
+
+def money(value: Decimal) -> str:
+    """Money on the wire: a string with exactly 2 decimals ("445.18")."""
+    return f"{value.quantize(Decimal('0.01')):f}"
 
 
 class HttpxRevelGateway:
@@ -124,6 +138,19 @@ class HttpxRevelGateway:
         correlation_id: str | None = None,
     ) -> list[tuple[int, str]]:
         """Orders whose local_id starts with prefix, as (id, local_id); times are the store's local clock."""
+        listed = await self.list_order_totals(establishment_id, prefix, created_from, created_to, correlation_id=correlation_id)
+        return [(order_id, local_id) for order_id, local_id, _ in listed]
+
+    async def list_order_totals(
+        self,
+        establishment_id: int,
+        prefix: str,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        *,
+        correlation_id: str | None = None,
+    ) -> list[tuple[int, str, Decimal | None]]:
+        """Like list_orders_by_reference_prefix, with each order's final_total (None when Revel gives none we can read)."""
         cid = correlation_id or _new_correlation_id()
         params = {"establishment": str(establishment_id), "local_id__startswith": prefix}
         if created_from is not None:
@@ -131,7 +158,7 @@ class HttpxRevelGateway:
         if created_to is not None:
             params["created_date__lte"] = _local_time(created_to)
         return [
-            (_required_id(obj, "Order"), _text_or_none(obj.get("local_id")) or "")
+            (_required_id(obj, "Order"), _text_or_none(obj.get("local_id")) or "", _amount_or_none(obj.get("final_total")))
             async for obj in self._objects(ORDERS_PATH, params, correlation_id=cid, what=f"order list {prefix}*")
         ]
 
@@ -262,7 +289,11 @@ class HttpxRevelGateway:
 
 
 def order_body(order: RevelOrder) -> dict[str, Any]:
-    """The OrderAllInOne body for an order; money stays Decimal (see encode_json)."""
+    """The OrderAllInOne body for an order: orderInfo with the invoice's totals, items, payments, one history entry.
+
+    Money is written as strings with 2 decimals; quantities as numbers. The body depends only on
+    the order, so a retried create sends exactly what the first attempt sent.
+    """
     info: dict[str, Any] = {
         "establishment": establishment_uri(order.establishment_id),
         "local_id": order.local_id,
@@ -271,20 +302,75 @@ def order_body(order: RevelOrder) -> dict[str, Any]:
         "call_name": order.call_name,
         "notes": order.notes,
         "web_order": True,
+        "subtotal": money(order.subtotal),
+        "discount_amount": money(order.discount_amount),
+        "tax": money(order.tax),
+        "service_charge": money(order.service_charge),
+        "gratuity": money(order.gratuity),
+        "final_total": money(order.final_total),
+        "remaining_due": money(order.remaining_due),
     }
+    if order.discount_id is not None:
+        info["discount"] = resource_uri("discount", order.discount_id)
     if order.pickup_time is not None:
         info["pickup_time"] = _local_time(order.pickup_time)
-    return {"orderInfo": info, "items": [_item(line) for line in order.items], "history": [], "payments": []}
+    if order.guest_count is not None:
+        info["number_of_people"] = order.guest_count
+    if order.user_id is not None:
+        info["created_by"] = info["updated_by"] = resource_uri("user", order.user_id)
+    if order.station_id is not None:
+        info["station"] = resource_uri("station", order.station_id)
+    return {
+        "orderInfo": info,
+        "items": [_item(line) for line in order.items],
+        "history": [entry] if (entry := _history(order)) else [],
+        "payments": [_payment(order, payment) for payment in order.recorded_payments],
+    }
 
 
 def _item(line: OrderLine) -> dict[str, Any]:
     quantity: int | Decimal = int(line.quantity) if line.quantity == line.quantity.to_integral_value() else line.quantity
+    price = money(line.price)
     return {
         "product": product_uri(line.product_id),
         "quantity": quantity,
-        "price": line.price,
+        "price": price,
+        "initial_price": price,
+        "price_to_display": price,
         "special_request": line.special_request,
     }
+
+
+def _payment(order: RevelOrder, payment: OrderPayment) -> dict[str, Any]:
+    assert order.payment_type is not None  # recorded_payments is empty without one
+    entry: dict[str, Any] = {
+        "payment_type": order.payment_type,
+        "amount": money(payment.amount),
+        "tip": "0.00",
+        "transaction_id": payment.transaction_id,
+        "establishment": establishment_uri(order.establishment_id),
+    }
+    if payment.paid_at is not None:
+        entry["payment_date"] = _local_time(payment.paid_at)
+    if order.user_id is not None:
+        entry["created_by"] = entry["updated_by"] = resource_uri("user", order.user_id)
+    if order.station_id is not None:
+        entry["station"] = resource_uri("station", order.station_id)
+    return entry
+
+
+def _history(order: RevelOrder) -> dict[str, Any]:
+    """The one OrderHistory entry that makes the order appear in Revel's Order History screen."""
+    entry: dict[str, Any] = {}
+    if order.user_id is not None:
+        entry["order_opened_by"] = resource_uri("user", order.user_id)
+    if order.station_id is not None:
+        entry["order_opened_at"] = resource_uri("station", order.station_id)
+    if order.opened_at is not None:
+        entry["opened"] = _local_time(order.opened_at)
+        if order.closed:
+            entry["closed"] = _local_time(order.opened_at)
+    return entry
 
 
 def _local_time(value: datetime) -> str:
@@ -353,6 +439,19 @@ def _required_id(obj: Mapping[str, Any], kind: str) -> int:
     if found is None:
         raise GatewayError.permanent(f"Revel answered a {kind} without an id: {body_excerpt(repr(dict(obj)).encode())}")
     return found
+
+
+def _amount_or_none(value: object) -> Decimal | None:
+    """An amount Revel lists (a number or a string), to the cent; None when absent or unreadable."""
+    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
+        return None
+    try:
+        number = Decimal(value)
+    except ArithmeticError:
+        return None
+    if not number.is_finite() or number.copy_abs() >= Decimal("1e12"):
+        return None
+    return number.quantize(Decimal("0.01"))
 
 
 def _text_or_none(value: object) -> str | None:

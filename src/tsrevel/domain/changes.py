@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -22,6 +23,13 @@ _COMPARED = (
 )
 # Compared only when the ordered snapshot has them (snapshots taken before guest_count existed do not).
 _OPTIONAL = frozenset({"guest_count"})
+# The invoice's totals (issue 12), compared only when the ordered snapshot has them, as exact decimals.
+# Subtotal, tax, service charge and gratuity are not listed: the item and billing-detail lines
+# already say what changed in them, and the same change is not reported twice.
+_MONEY = (
+    ("grand_total", "grand total (TripleSeat)"),
+    ("discount_amount", "discount"),
+)
 # The guest count inside the notes (mapping._notes); a change there is already reported on its own line.
 _NOTES_GUESTS = re.compile(r"guests: \d+")
 
@@ -29,7 +37,7 @@ _NOTES_GUESTS = re.compile(r"guests: \d+")
 def event_changes(ordered: Mapping[str, Any], event: TripleSeatEvent, mapping: MappingConfig, *, unmapped: str) -> list[str]:
     """What changed in the event since its order; an event without line items is compared on what it carries."""
     if event.line_items:
-        return order_changes(ordered, map_event(event, mapping, unmapped=unmapped))
+        return order_changes(ordered, map_event(event, mapping, unmapped=unmapped, strict_money=False))
     # A webhook without documents (and nothing fetched): its items are unknown, not removed.
     venue = mapping.venue_for(event)
     if venue is None:
@@ -51,21 +59,40 @@ def order_changes(ordered: Mapping[str, Any], current: RevelOrder | MappingFailu
         return [f"the event no longer maps to an order: {current.describe()}"]
     now = current.to_snapshot()
     changes = _field_changes(ordered, now)
+    changes += _money_changes(ordered, now)
+    changes += _payment_changes(ordered, now)
+    changes += _billing_changes(ordered, now)
     before = _items(ordered.get("items", []))
     after = _items(now["items"])  # type: ignore[arg-type]
+
+    def label(key: tuple[int, str]) -> str:
+        return f"{key[1] or 'item'} (product {key[0]})"
+
+    return changes + _diff(
+        before, after,
+        added=lambda key, new: f"added {label(key)}: {new[0]} x {new[1]}",
+        removed=lambda key, old: f"removed {label(key)}: was {old[0]} x {old[1]}",
+        changed=lambda key, old, new: f"changed {label(key)}: {old[0]} x {old[1]} -> {new[0]} x {new[1]}",
+    )
+
+
+def _diff(
+    before: Mapping[Any, Any],
+    after: Mapping[Any, Any],
+    *,
+    added: Callable[[Any, Any], str],
+    removed: Callable[[Any, Any], str],
+    changed: Callable[[Any, Any, Any], str],
+    same: Callable[[Any, Any], bool] = operator.eq,
+) -> list[str]:
+    """One line per key added, removed or changed between two keyed views, in key order."""
+    lines = []
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
-        if old == new:
+        if old is None and new is None or (old is not None and new is not None and same(old, new)):
             continue
-        product, name = key
-        label = f"{name or 'item'} (product {product})"
-        if old is None:
-            changes.append(f"added {label}: {new[0]} x {new[1]}")  # type: ignore[index]
-        elif new is None:
-            changes.append(f"removed {label}: was {old[0]} x {old[1]}")
-        else:
-            changes.append(f"changed {label}: {old[0]} x {old[1]} -> {new[0]} x {new[1]}")
-    return changes
+        lines.append(added(key, new) if old is None else removed(key, old) if new is None else changed(key, old, new))
+    return lines
 
 
 def _field_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
@@ -79,6 +106,65 @@ def _field_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list[s
             continue  # only the guest count changed in the notes: its own line says so
         changes.append(f"{label}: {_show(old)} -> {_show(new)}")
     return changes
+
+
+def _money_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """'final total: 445.18 -> 460.00' for each total the ordered snapshot has and that differs now."""
+    return [
+        f"{label}: {_normal(ordered[key])} -> {_normal(now.get(key))}"
+        for key, label in _MONEY
+        if key in ordered and _normal(ordered[key]) != _normal(now.get(key))
+    ]
+
+
+def _payment_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """New payments, payments no longer counted (refunded, failed, removed) and partly refunded ones, by TripleSeat id."""
+    if not isinstance(ordered.get("payments"), list):
+        return []  # ordered before payments were read: nothing to compare with
+    if ordered["payments"] and not now.get("payments_read"):
+        return []  # this payload carries no payments at all: unknown, not refunded
+    return _diff(
+        _payments(ordered["payments"]), _payments(now.get("payments")),
+        added=lambda key, new: f"new payment {key}: {new}",
+        removed=lambda key, old: f"payment {key} of {old} no longer counts (refunded, failed or removed in TripleSeat)",
+        changed=lambda key, old, new: f"payment {key}: {old} -> {new}" + (" (partly refunded)" if Decimal(new) < Decimal(old) else ""),
+    )
+
+
+def _payments(payments: object) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for payment in payments if isinstance(payments, list) else []:
+        if isinstance(payment, Mapping):
+            result[str(payment.get("transaction_id") or payment.get("id"))] = _normal(payment.get("amount"))
+    return result
+
+
+def _billing_changes(ordered: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """Billing details added, removed or changed in amount, by name (case and space ignored)."""
+    if not isinstance(ordered.get("billing"), list):
+        return []
+    if ordered["billing"] and not now.get("billing"):
+        return []  # this payload carries no billing details at all: unknown, not removed
+    return _diff(
+        _billing(ordered["billing"]), _billing(now.get("billing")),
+        added=lambda key, new: f"new billing detail {new[0]!r}: {new[1]}",
+        removed=lambda key, old: f"billing detail {old[0]!r} removed: was {old[1]}",
+        changed=lambda key, old, new: f"billing detail {new[0]!r}: {old[1]} -> {new[1]}",
+        same=lambda old, new: old[1] == new[1],  # the same amount under a respelled name is no change
+    )
+
+
+def _billing(billing: object) -> dict[str, tuple[str, str]]:
+    result: dict[str, tuple[str, str]] = {}
+    for detail in billing if isinstance(billing, list) else []:
+        if isinstance(detail, Mapping):
+            name = str(detail.get("name", ""))
+            key = " ".join(name.split()).casefold()
+            amount = _normal(detail.get("amount"))
+            if key in result:
+                amount = _normal(str(Decimal(result[key][1]) + Decimal(amount)))
+            result[key] = (name, amount)
+    return result
 
 
 def _without_guests(notes: object) -> str:
@@ -98,8 +184,8 @@ def _items(items: object) -> dict[tuple[int, str], tuple[str, str]]:
     if not isinstance(items, list):
         return result
     for item in items:
-        if not isinstance(item, Mapping):
-            continue
+        if not isinstance(item, Mapping) or "billing" in item:
+            continue  # a fee line: its billing detail is compared on its own
         key = (int(item.get("product_id", 0)), str(item.get("name", "")))
         qty, price = _normal(item.get("quantity")), _normal(item.get("price"))
         if key in result:  # the same product twice: compare the sums
@@ -115,4 +201,6 @@ def _normal(value: object) -> str:
         number = Decimal(str(value))
     except InvalidOperation:
         return str(value)
-    return format(number.normalize(), "f")
+    if not number.is_finite():
+        return str(value)
+    return format(number.normalize(), "f") if number else "0"

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import attrs
@@ -26,6 +26,9 @@ _YEARS = range(2, 9999)
 # Numeric ids are bounded like string ids (64 characters): int() of 1e999999 would exhaust memory.
 _MAX_NUMERIC_ID = Decimal("1e64")
 _MAX_AMOUNT = Decimal("1e12")  # built once, not on every amount parsed
+CENT = Decimal("0.01")
+# A quantity has at most this many decimal places (2.5 hours, 0.125 kg); 1E-999999999 is no quantity.
+_QUANTITY_PLACES = 6
 # Commas only as thousands separators: "38,50" (a decimal comma) must not become 3850.
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 
@@ -58,19 +61,91 @@ class LineItem:
     category: str | None = None
     menu_item_id: str | None = None
     section: str | None = None
+    discount: Decimal = Decimal("0.00")  # this line's share of its document's discount
 
     @property
     def line_total(self) -> Decimal:
-        """Quantity times unit price, exactly."""
-        return self.quantity * self.price
+        """Quantity times unit price, rounded half up to the cent (before the line's discount)."""
+        return cents(self.quantity * self.price)
+
+
+def cents(value: Decimal) -> Decimal:
+    """An amount rounded half up to the cent: the one rounding rule, used for a line's quantity x price."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 @attrs.frozen(kw_only=True)
 class BillingTotal:
-    """A document-level charge named by the venue (tax, gratuity, service fee)."""
+    """A charge named by the venue (tax, gratuity, service fee): per document, or summed per event.
+
+    ``document_index`` is None for the event-level figure (``{name, total}``); ``rate`` is the
+    detail's ``value`` (such as 8.375 for a percentage), kept as evidence only.
+    """
 
     name: str
     amount: Decimal
+    document_index: int | None = None
+    billing_id: str | None = None
+    rate: Decimal | None = None
+
+
+# Payment states that mean the money was taken (docs/configuration.md, "Payments").
+PAID_STATES = frozenset({"paid", "captured", "settled", "completed", "succeeded", "partially_refunded"})
+# States that mean it was not (or no longer is): not counted, and not worth a warning.
+UNPAID_STATES = frozenset(
+    {"pending", "unpaid", "scheduled", "authorized", "failed", "declined", "void", "voided", "canceled", "cancelled", "refunded"}
+)
+
+
+@attrs.frozen(kw_only=True)
+class Payment:
+    """One ``payment_set.payments[]`` entry of a document (or of the event)."""
+
+    id: str | None
+    amount: Decimal
+    state: str = ""  # lower case, as sent
+    paid_at: str | None = None
+    refunded_at: str | None = None
+    amount_refunded: Decimal = Decimal("0.00")
+    payment_method: str = ""
+    document_index: int | None = None
+    paid_time: datetime | None = None  # paid_at read: aware when it carried an offset, else the site's wall clock
+
+    @property
+    def state_known(self) -> bool:
+        """False for a state we have no reading of; such a payment is never counted (and ops are told)."""
+        return self.state in PAID_STATES or self.state in UNPAID_STATES or (not self.state and self.paid_at is not None)
+
+    @property
+    def counted(self) -> Decimal:
+        """What the client has paid and kept paid: amount - amount_refunded once paid; 0 when unpaid, refunded or unknown.
+
+        Paid means a state in PAID_STATES, or no state at all but a ``paid_at``. A ``refunded_at``
+        without ``amount_refunded`` is a whole refund.
+        """
+        paid = self.state in PAID_STATES or (not self.state and self.paid_at is not None)
+        if not paid:
+            return Decimal("0.00")
+        if self.refunded_at is not None and self.amount_refunded == 0:
+            return Decimal("0.00")
+        return max(self.amount - self.amount_refunded, Decimal("0.00"))
+
+
+@attrs.frozen(kw_only=True)
+class Document:
+    """One event document's own money: its financials and the sum of its lines' discounts."""
+
+    index: int
+    id: str | None = None
+    grand_total: Decimal | None = None
+    amount_due: Decimal | None = None
+    discounts_total: Decimal | None = None
+    line_discounts: Decimal = Decimal("0.00")
+
+    @property
+    def discount(self) -> Decimal:
+        """financials.discounts_total when sent (the lines' discounts are its breakdown), else the lines' sum; never both."""
+        return self.discounts_total if self.discounts_total is not None else self.line_discounts
 
 
 @attrs.frozen(kw_only=True)
@@ -97,8 +172,34 @@ class TripleSeatEvent:
     updated_at: str | None = None
     has_financials: bool = False
     line_items: tuple[LineItem, ...] = ()
-    billing_totals: tuple[BillingTotal, ...] = ()
+    billing_totals: tuple[BillingTotal, ...] = ()  # per document when any document has them, else the event's
+    event_billing_totals: tuple[BillingTotal, ...] = ()  # the event-level sums ({name, total}), as sent
     grand_total: Decimal | None = None
+    documents: tuple[Document, ...] = ()
+    payments: tuple[Payment, ...] = ()  # the documents' payments, else the event's own payment_set
+
+    @property
+    def discount_total(self) -> Decimal:
+        """The whole discount of the event: each document's, added (see Document.discount)."""
+        return sum((d.discount for d in self.documents), Decimal("0.00"))
+
+    def discount_from(self, source: str) -> Decimal:
+        """The discount read one way: "document_total" (discount_total) or "lines" (only the lines' discounts)."""
+        if source == "lines":
+            return sum((d.line_discounts for d in self.documents), Decimal("0.00"))
+        return self.discount_total
+
+    def billing_from(self, source: str) -> tuple[BillingTotal, ...]:
+        """The billing details read one way: "documents" (billing_totals) or "event" (the event's sums when sent)."""
+        if source == "event" and self.event_billing_totals:
+            return self.event_billing_totals
+        return self.billing_totals
+
+    @property
+    def amount_due(self) -> Decimal | None:
+        """Σ the documents' financials.amount_due, or None when no document sent one."""
+        dues = [d.amount_due for d in self.documents if d.amount_due is not None]
+        return sum(dues, Decimal("0.00")) if dues else None
 
     @classmethod
     def from_payload(cls, data: object, *, path: str = "event") -> TripleSeatEvent:
@@ -112,26 +213,39 @@ class TripleSeatEvent:
         documents = obj.get("documents")
         items: list[LineItem] = []
         totals: list[BillingTotal] = []
-        grand_total = _decimal(obj.get("grand_total"), f"{path}.grand_total")
+        docs: list[Document] = []
+        payments: list[Payment] = []
+        grand_total = _money(obj.get("grand_total"), f"{path}.grand_total")
         documents_total: Decimal | None = None
         if documents is not None:
             for d_index, doc in enumerate(_sequence(documents, f"{path}.documents")):
                 d_path = f"{path}.documents[{d_index}]"
                 doc_map = _mapping(doc, d_path)
+                first_item = len(items)
                 raw_items = doc_map.get("line_items")
                 if raw_items is not None:
                     for i_index, item in enumerate(_sequence(raw_items, f"{d_path}.line_items")):
                         items.append(_line_item(item, d_index, f"{d_path}.line_items[{i_index}]"))
-                raw_totals = doc_map.get("billing_totals")
-                if raw_totals is not None:
-                    for t_index, total in enumerate(_sequence(raw_totals, f"{d_path}.billing_totals")):
-                        totals.append(_billing_total(total, f"{d_path}.billing_totals[{t_index}]"))
-                financials = doc_map.get("financials")
-                if financials is not None:
-                    fin = _mapping(financials, f"{d_path}.financials")
-                    doc_total = _decimal(fin.get("grand_total"), f"{d_path}.financials.grand_total")
-                    if doc_total is not None:
-                        documents_total = doc_total if documents_total is None else documents_total + doc_total
+                totals.extend(_billing_totals(doc_map.get("billing_totals"), f"{d_path}.billing_totals", d_index))
+                payments.extend(_payments(doc_map.get("payment_set"), f"{d_path}.payment_set", d_index))
+                fin = _mapping(doc_map.get("financials") or {}, f"{d_path}.financials")
+                document = Document(
+                    index=d_index,
+                    id=_id(doc_map.get("id"), f"{d_path}.id"),
+                    grand_total=_money(fin.get("grand_total"), f"{d_path}.financials.grand_total"),
+                    amount_due=_money(fin.get("amount_due"), f"{d_path}.financials.amount_due"),
+                    discounts_total=_money(fin.get("discounts_total"), f"{d_path}.financials.discounts_total"),
+                    line_discounts=sum((i.discount for i in items[first_item:]), Decimal("0.00")),
+                )
+                docs.append(document)
+                if document.grand_total is not None:
+                    documents_total = document.grand_total + (documents_total or 0)
+        # billing_totals and payments are per document and again per event: take one, never both.
+        event_totals = _billing_totals(obj.get("billing_totals"), f"{path}.billing_totals", None)
+        if not totals:
+            totals.extend(event_totals)
+        if not payments:
+            payments.extend(_payments(obj.get("payment_set"), f"{path}.payment_set", None))
         return cls(
             id=event_id,
             name=_text(obj.get("name"), f"{path}.name"),
@@ -160,8 +274,11 @@ class TripleSeatEvent:
             has_financials=documents is not None,
             line_items=tuple(items),
             billing_totals=tuple(totals),
+            event_billing_totals=tuple(event_totals),
             # The documents' own totals, summed, win over the event-level figure.
             grand_total=documents_total if documents_total is not None else grand_total,
+            documents=tuple(docs),
+            payments=tuple(payments),
         )
 
 
@@ -258,6 +375,8 @@ def _id(value: object, path: str) -> str | None:
     if isinstance(value, bool):
         raise PayloadError(path, value, "is not an id")
     if isinstance(value, int):
+        if value.bit_length() > 212 and abs(value) >= 10**64:  # like string ids: at most 64 digits
+            raise PayloadError(path, value, "is not an id (more than 64 digits)")
         return str(value)
     if isinstance(value, (float, Decimal)):
         number = Decimal(repr(value)) if isinstance(value, float) else value
@@ -276,7 +395,7 @@ def _id(value: object, path: str) -> str | None:
 
 
 def _decimal(value: object, path: str) -> Decimal | None:
-    """Parse money or a quantity sent as a number or a string, never through float."""
+    """Parse a number sent as a number or a string, never through float; refuses non-finite and absurd values."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, bool):
@@ -303,13 +422,51 @@ def _decimal(value: object, path: str) -> Decimal | None:
         raise PayloadError(path, value, "is not a finite number")
     if number.copy_abs() >= _MAX_AMOUNT:  # copy_abs: abs() overflows on 1e999999999
         raise PayloadError(path, value, "is too large to be an amount")
+    if _places(number) > 12:  # 1E-999999999: its digits would not even fit in memory when printed
+        raise PayloadError(path, value, "has an absurd exponent (more than 12 decimal places)")
     return number
+
+
+def _places(number: Decimal) -> int:
+    """Decimal places that carry a digit: 3.2500 -> 2, 1E-9 -> 9, 0E-999 -> 0; read off the tuple, no arithmetic."""
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite: checked by the callers
+    if not any(digits):
+        return 0
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing))
+
+
+def _money(value: object, path: str) -> Decimal | None:
+    """An amount of money, quantised to the cent here, once: non-negative, and no digit beyond the cent."""
+    number = _decimal(value, path)
+    if number is None:
+        return None
+    if number < 0:
+        raise PayloadError(path, value, "is negative; an amount of money must be 0 or more")
+    if _places(number) > 2:
+        raise PayloadError(path, value, "has more than 2 decimals; money is exact to the cent")
+    return number.quantize(CENT)
 
 
 def _required_decimal(value: object, path: str) -> Decimal:
     number = _decimal(value, path)
     if number is None:
         raise PayloadError(path, value, "is missing; a number is required")
+    return number
+
+
+def _required_money(value: object, path: str) -> Decimal:
+    number = _money(value, path)
+    if number is None:
+        raise PayloadError(path, value, "is missing; a number is required")
+    return number
+
+
+def _quantity(value: object, path: str) -> Decimal:
+    number = _required_decimal(value, path)
+    if _places(number) > _QUANTITY_PLACES:
+        raise PayloadError(path, value, f"has more than {_QUANTITY_PLACES} decimal places; not a quantity")
     return number
 
 
@@ -357,9 +514,10 @@ def _line_item(value: object, document_index: int, path: str) -> LineItem:
     return LineItem(
         id=_id(obj.get("id"), f"{path}.id"),
         document_index=document_index,
-        quantity=_required_decimal(obj.get("quantity"), f"{path}.quantity"),
-        price=_required_decimal(obj.get("price"), f"{path}.price"),
-        total_price=_decimal(obj.get("total_price"), f"{path}.total_price"),
+        quantity=_quantity(obj.get("quantity"), f"{path}.quantity"),
+        price=_required_money(obj.get("price"), f"{path}.price"),
+        total_price=_money(obj.get("total_price"), f"{path}.total_price"),
+        discount=_discount(obj.get("discount"), f"{path}.discount"),
         display_name=_text(obj.get("display_name"), f"{path}.display_name").strip(),
         description=_text(obj.get("description"), f"{path}.description"),
         category=category_name,
@@ -368,13 +526,107 @@ def _line_item(value: object, document_index: int, path: str) -> LineItem:
     )
 
 
-def _billing_total(value: object, path: str) -> BillingTotal:
+def _discount(value: object, path: str) -> Decimal:
+    """A line's discount: an amount, or an object carrying one ({amount} or {total}); absent is 0."""
+    if isinstance(value, Mapping):
+        for key in ("amount", "total", "value"):
+            if value.get(key) is not None:
+                return _money(value.get(key), f"{path}.{key}") or Decimal("0.00")
+        return Decimal("0.00")
+    return _money(value, path) or Decimal("0.00")
+
+
+def _billing_totals(value: object, path: str, document_index: int | None) -> list[BillingTotal]:
+    if value is None:
+        return []
+    return [
+        _billing_total(total, f"{path}[{index}]", document_index)
+        for index, total in enumerate(_sequence(value, path))
+    ]
+
+
+def _billing_total(value: object, path: str, document_index: int | None = None) -> BillingTotal:
+    """``{billing_id, description, value, total_price}`` per document, ``{name, total}`` per event."""
     obj = _mapping(value, path)
-    name = _text(obj.get("name"), f"{path}.name") or _text(obj.get("display_name"), f"{path}.display_name")
-    amount = _decimal(obj.get("amount"), f"{path}.amount")
-    if amount is None:
-        amount = _decimal(obj.get("total"), f"{path}.total") or Decimal(0)
-    return BillingTotal(name=name.strip(), amount=amount)
+    name = ""
+    for key in ("name", "description", "display_name"):
+        name = _text(obj.get(key), f"{path}.{key}").strip()
+        if name:
+            break
+    amount = None
+    for key in ("total_price", "amount", "total"):
+        amount = _money(obj.get(key), f"{path}.{key}")
+        if amount is not None:
+            break
+    return BillingTotal(
+        name=name,
+        amount=amount if amount is not None else Decimal("0.00"),
+        document_index=document_index,
+        billing_id=_id(obj.get("billing_id"), f"{path}.billing_id"),
+        rate=_rate(obj.get("value"), f"{path}.value"),
+    )
+
+
+def _rate(value: object, path: str) -> Decimal | None:
+    """A billing detail's ``value`` (a rate such as 8.375, or "8.375%"): evidence only, so unreadable is None, not an error."""
+    if isinstance(value, str):
+        value = value.strip().removesuffix("%")
+    try:
+        return _decimal(value, path)
+    except PayloadError:
+        return None
+
+
+def _payments(value: object, path: str, document_index: int | None) -> list[Payment]:
+    """``payment_set`` as ``{payments: [...]}`` or as the list itself."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        raw = value.get("payments")
+        if raw is None:
+            return []
+        path = f"{path}.payments"
+    else:
+        raw = value
+    result = []
+    for index, entry in enumerate(_sequence(raw, path)):
+        p_path = f"{path}[{index}]"
+        obj = _mapping(entry, p_path)
+        method = obj.get("payment_method")
+        if isinstance(method, Mapping):
+            method = method.get("name")
+        result.append(
+            Payment(
+                id=_id(obj.get("id"), f"{p_path}.id"),
+                amount=_required_money(obj.get("amount"), f"{p_path}.amount"),
+                state=_text(obj.get("state"), f"{p_path}.state").strip().lower(),
+                paid_at=_text(obj.get("paid_at"), f"{p_path}.paid_at").strip() or None,
+                refunded_at=_text(obj.get("refunded_at"), f"{p_path}.refunded_at").strip() or None,
+                amount_refunded=_money(obj.get("amount_refunded"), f"{p_path}.amount_refunded") or Decimal("0.00"),
+                payment_method=_text(method, f"{p_path}.payment_method").strip(),
+                document_index=document_index,
+                paid_time=_moment(obj.get("paid_at")),
+            )
+        )
+    return result
+
+
+def _moment(value: object) -> datetime | None:
+    """A payment time in any shape TripleSeat may use (ISO with or without offset, or its local format); None if unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return _local_time(text, "")
+    except PayloadError:
+        pass
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None  # evidence only: the payment still counts, without a date
+    return parsed if parsed.year in _YEARS else None
 
 
 def _times(obj: Mapping[str, Any], field: str, path: str) -> tuple[datetime | None, datetime | None]:

@@ -92,7 +92,14 @@ def mapping_failure(delivery: Delivery, failure_: MappingFailure, *, to: Sequenc
         lines.append(f"- {failure_.missing_location}")
     lines.extend(f"- {p}" for p in failure_.problems)
     lines.extend(f"- unmapped item: {item.describe()}" for item in failure_.unmapped)
+    lines.extend(f"- billing detail not in [billing]: {name!r}" for name in failure_.unmapped_billing)
     reason = "the event does not map to a Revel order:\n" + "\n".join(lines)
+    if failure_.unmapped_billing:
+        reason += (
+            "\n\nAdd these lines to the mapping file's [billing] table (check each kind: "
+            '"tax", "gratuity", "service_fee" or "product:<Revel product id>"):\n\n[billing]\n'
+            + "\n".join(failure_.billing_lines)
+        )
     reason += "\n\nAdd the missing entries to the mapping file (TSREVEL_MAPPING_FILE), restart, then replay."
     return failure(delivery, reason, to=to, event_id=failure_.event_id)
 
@@ -109,7 +116,7 @@ def needs_attention(
             "What changed:\n" + "\n".join(f"- {c}" for c in changes) + "\n\n"
             "What to do in Revel:\n"
             f"1. Open the order {ref_text}.\n"
-            "2. Make it match the changes above: items and quantities, pickup time, guest count and notes.\n"
+            "2. Make it match the changes above: items and quantities, pickup time, guest count and notes, discount, billing details and payments.\n"
             "3. If the location (Revel establishment) changed, void this order and enter it at the new location by hand.\n"
             "Nothing to do in tsrevel: this delivery stays 'needs_attention' as the record.\n\n" + _footer(delivery)
         ),
@@ -140,17 +147,37 @@ def _order_text(order: RevelOrder) -> str:
         f"Reference:    {order.local_id}",
         f"Pickup time:  {order.pickup_time.isoformat(sep=' ') if order.pickup_time else '(not set)'}",
         f"Call name:    {order.call_name}",
+        f"Guests:       {order.guest_count if order.guest_count is not None else '-'}",
         f"Notes:        {order.notes}",
         "Items:",
     ]
     lines.extend(
         f"  {line.quantity} x {line.name or 'product ' + str(line.product_id)} @ {line.price} = {line.total}"
-        f"  (Revel product {line.product_id})"
+        f"  (Revel product {line.product_id}{', billing detail' if line.billing else ''})"
         for line in order.items
     )
-    lines.append(f"Total:        {order.total}")
+    lines.append(f"Subtotal:     {order.subtotal}")
+    if order.discount_amount:
+        lines.append(f"Discount:     -{order.discount_amount}  (Revel discount {order.discount_id})")
+    for label, amount in (("Tax", order.tax), ("Service fee", order.service_charge), ("Gratuity", order.gratuity)):
+        if amount:
+            lines.append(f"{label + ':':<14}{amount}")
+    lines.append(f"Final total:  {order.final_total}" + (f"  (TripleSeat grand total {order.grand_total})" if order.grand_total is not None else ""))
+    if order.payments:
+        recorded = "" if order.payment_type is not None else "  (NOT recorded in Revel: no payment_type)"
+        lines.append("Payments:" + recorded)
+        lines.extend(
+            f"  {p.amount}  {p.transaction_id}  {p.paid_at.isoformat(sep=' ') if p.paid_at else '(no date)'}  {p.method}".rstrip()
+            for p in order.payments
+        )
+    lines.append(f"Remaining due: {order.remaining_due}" + ("  (history closed)" if order.closed else ""))
+    if order.billing:
+        lines.append("Billing details: " + "; ".join(f"{b.name} {b.amount} -> {b.kind}" + (f" {b.product_id}" if b.product_id is not None else "") for b in order.billing))
+    if order.arithmetic:
+        lines.append(f"Arithmetic:   {order.arithmetic}")
     if order.unmapped:
         lines.append("Left out (UNMAPPED_ITEMS=skip): " + "; ".join(i.describe() for i in order.unmapped))
+    lines.extend(f"Note: {w}" for w in order.warnings)
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,7 @@ from tsrevel.domain.deliveries import Delivery, LedgerEntry, NewDelivery
 from tsrevel.domain.errors import GatewayError, InvalidRequest, NotFound, PayloadError, SignatureError
 from tsrevel.domain.events import TripleSeatEvent, WebhookEnvelope
 from tsrevel.domain.ids import delivery_key
-from tsrevel.domain.mapping import MappingConfig, MappingFailure, map_event
+from tsrevel.domain.mapping import MappingConfig, MappingFailure, map_event, money_reading
 from tsrevel.domain.orders import RevelOrder
 from tsrevel.domain.ports import (
     BUSY,
@@ -537,15 +537,24 @@ class _Run:
             assert entry is not None
             await self.compare(event, entry)
             return
-        mapped = map_event(event, self.p.mapping, unmapped=self.p.settings.unmapped_items)
+        mapped = map_event(event, self.p.mapping, unmapped=self.p.settings.unmapped_items, received_at=self.d.received_at)
         if isinstance(mapped, MappingFailure):
             email = notifications.mapping_failure(self.d, mapped, to=self.p.settings.email_to)
             await self.finish(st.DEAD, mapped.describe(), error=mapped.describe(), emails=[email], attempts=self.d.attempts + 1)
             return
+        # The money as we read it, as evidence; what ops must know goes on the delivery's timeline too.
+        self._log(logging.INFO, "delivery %s: invoice of event %s: %s (read: %s)", self.d.id, event.id, mapped.arithmetic, money_reading(event, self.p.mapping))
+        for warning in mapped.warnings:
+            self._log(logging.WARNING, "delivery %s: %s", self.d.id, warning)
+            await self.p.store.add_note(self.d.id, token=self.token, now=self.p.clock.now(), note=warning)
         snapshot = json.dumps(mapped.to_snapshot(), sort_keys=True)
         if dry_run:
             email = notifications.dry_run(self.d, mapped, to=self.p.settings.email_to)
-            await self.finish(st.DRY_RUN, f"DRY_RUN: would create {mapped.local_id} (total {mapped.total}); nothing written to Revel", result=snapshot, emails=[email])
+            await self.finish(
+                st.DRY_RUN,
+                f"DRY_RUN: would create {mapped.local_id} (final total {mapped.final_total}, remaining due {mapped.remaining_due}); nothing written to Revel",
+                result=snapshot, emails=[email],
+            )
             return
         await self.place(event, mapped, snapshot)
 
@@ -573,7 +582,11 @@ class _Run:
         try:
             found = await self.p.revel.find_order(order.establishment_id, order.local_id, correlation_id=cid)
             if found is None:
-                if not await self.still_go(event.id, f"creating {order.local_id} in Revel: {len(order.items)} item(s), total {order.total}"):
+                if not await self.still_go(
+                    event.id,
+                    f"creating {order.local_id} in Revel: {len(order.items)} item(s), final total {order.final_total}, "
+                    f"{len(order.recorded_payments)} payment(s), remaining due {order.remaining_due}",
+                ):
                     return
                 self.p.crash("before_revel_call")
                 ref = await self.p.revel.create_order(order, correlation_id=cid)

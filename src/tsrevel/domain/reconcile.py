@@ -7,8 +7,10 @@ voided without someone confirming it.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 
 import attrs
 
@@ -60,23 +62,41 @@ class OrphanOrder:
 
 
 @attrs.frozen(kw_only=True)
+class TotalMismatch:
+    """Revel's final_total for the order differs from the one the ledger recorded when it was placed."""
+
+    reference: str
+    order_id: int
+    ledger_total: Decimal
+    revel_total: Decimal
+    entry: LedgerEntry
+
+    def describe(self) -> str:
+        return (
+            f"total: Revel order {self.order_id} ({self.reference}) has final_total {self.revel_total}; "
+            f"the ledger recorded {self.ledger_total} ({self.revel_total - self.ledger_total:+} in Revel)"
+        )
+
+
+@attrs.frozen(kw_only=True)
 class ReconcileReport:
     """Every disagreement, each local_id in at most one list, every list sorted by reference."""
 
     missing: tuple[MissingOrder, ...] = ()
     duplicates: tuple[DuplicateOrder, ...] = ()
     orphans: tuple[OrphanOrder, ...] = ()
+    mismatches: tuple[TotalMismatch, ...] = ()
     ledger_checked: int = 0
     orders_checked: int = 0
     legacy_orders: int = 0  # listed orders under a REVEL_LEGACY_LOCAL_IDS reference, counted as their event's
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.duplicates or self.orphans)
+        return not (self.missing or self.duplicates or self.orphans or self.mismatches)
 
     def problems(self) -> list[str]:
-        """One line per problem: duplicates first (the costly kind), then missing, then orphans."""
-        return [p.describe() for p in (*self.duplicates, *self.missing, *self.orphans)]
+        """One line per problem: duplicates first (the costly kind), then missing, orphans, and totals that differ."""
+        return [p.describe() for p in (*self.duplicates, *self.missing, *self.orphans, *self.mismatches)]
 
 
 def reconcile(
@@ -85,6 +105,7 @@ def reconcile(
     *,
     prefix: str = ORDER_REFERENCE_PREFIX,
     legacy: LegacyReferences = LegacyReferences(),
+    revel_totals: Mapping[int, Decimal | None] | None = None,
 ) -> ReconcileReport:
     """Compare ledger rows with Revel's (order id, local_id) pairs; each problem is reported exactly once.
 
@@ -99,6 +120,10 @@ def reconcile(
     A ledger row still ``pending`` (a create may be in flight or lost) is not a problem by
     itself: its next attempt looks the order up before creating. The same (id, local_id) pair
     listed twice (overlapping pages or establishments) counts once.
+
+    - total: with ``revel_totals`` (final_total by Revel order id), a created ledger row with exactly
+      one Revel order whose final_total differs from the final_total in the row's snapshot. Rows
+      written before totals were recorded, and orders Revel lists without a total, are not compared.
     """
     by_reference: dict[str, dict[int, str]] = defaultdict(dict)
     for order_id, local_id in revel_orders:
@@ -122,10 +147,20 @@ def reconcile(
         for ref, ids in by_reference.items()
         if len(ids) == 1 and ref not in rows and next(iter(ids.values())).startswith(prefix)
     ]
+    mismatches = []
+    for ref, entry in rows.items():
+        ids = by_reference.get(ref, {})
+        if revel_totals is None or entry.state != LEDGER_CREATED or len(ids) != 1:
+            continue
+        (order_id,) = ids
+        ledger_total, revel_total = _ledger_total(entry), revel_totals.get(order_id)
+        if ledger_total is not None and revel_total is not None and ledger_total != revel_total:
+            mismatches.append(TotalMismatch(reference=ref, order_id=order_id, ledger_total=ledger_total, revel_total=revel_total, entry=entry))
     return ReconcileReport(
         missing=tuple(sorted(missing, key=lambda m: m.reference)),
         duplicates=tuple(sorted(duplicates, key=lambda d: d.reference)),
         orphans=tuple(sorted(orphans, key=lambda o: o.reference)),
+        mismatches=tuple(sorted(mismatches, key=lambda t: t.reference)),
         ledger_checked=len(rows),
         orders_checked=sum(len(ids) for ids in by_reference.values()),
         legacy_orders=sum(1 for ref, ids in by_reference.items() for local in ids.values() if local != ref),
@@ -149,3 +184,13 @@ def _rows_by_reference(ledger: Iterable[LedgerEntry]) -> dict[str, LedgerEntry]:
         if known is None or (known.state != LEDGER_CREATED and entry.state == LEDGER_CREATED):
             rows[entry.reference] = entry
     return rows
+
+
+def _ledger_total(entry: LedgerEntry) -> Decimal | None:
+    """The final_total the ledger's snapshot recorded; None for snapshots written before totals existed."""
+    try:
+        snapshot = json.loads(entry.snapshot) if entry.snapshot else None
+        total = snapshot.get("final_total") if isinstance(snapshot, dict) else None
+        return Decimal(str(total)) if total is not None else None
+    except (ValueError, InvalidOperation):
+        return None

@@ -339,6 +339,7 @@ def _delivery_data(d: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def deliveries_show(delivery_id: int, body: bool, as_json: bool) -> None:
     """One delivery: where it stands, its timeline, its emails and its event's order."""
+    from tsrevel.entrypoints.operator import mapped_order, order_summary
 
     async def read(session: Any) -> tuple[Any, Any, Any]:
         d = await session.store.get_delivery(delivery_id)
@@ -352,6 +353,7 @@ def deliveries_show(delivery_id: int, body: bool, as_json: bool) -> None:
         data["timeline"] = [{"at": t.at, "state": t.state, "note": t.note} for t in d.timeline]
         data["emails"] = [{"id": e.id, "kind": e.message.kind, "state": e.state, "attempts": e.attempts, "last_error": e.last_error} for e in emails]
         data["order"] = {"reference": order.reference, "state": order.state, "revel_order_id": order.revel_order_id, "delivery_id": order.delivery_id} if order else None
+        data["mapped_order"] = mapped_order(d, order)
         if body:
             data["body"] = d.body
         _echo_json(data)
@@ -363,6 +365,9 @@ def deliveries_show(delivery_id: int, body: bool, as_json: bool) -> None:
         ("Order", f"{order.reference} ({order.state}, Revel id {order.revel_order_id or '-'}, by delivery {order.delivery_id})" if order else "-"),
     ]:
         click.echo(f"{label + ':':<16}{value}")
+    shown = mapped_order(d, order)
+    if shown is not None:
+        click.echo("Mapped order:   " + "\n".join(order_summary(shown)))
     click.echo()
     echo_table(["AT", "STATE", "NOTE"], [[t.at, t.state, t.note] for t in d.timeline], empty="No timeline.")
     click.echo()
@@ -565,7 +570,7 @@ def check_mapping() -> None:
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, allow_dash=True), help="Also write the report as JSON to FILE ('-' for stdout).")
 @click.option("--chunk-days", default=1, show_default=True, type=click.IntRange(1, 31), help="Days of Revel orders per request window.")
 def reconcile(date_from: datetime, date_to: datetime, json_file: str | None, chunk_days: int) -> None:
-    """Compare the order ledger with Revel's tripleseat-* orders: missing, duplicate and orphan orders. Read-only.
+    """Compare the order ledger with Revel's tripleseat-* orders: missing, duplicate, orphan orders, final totals. Read-only.
 
     Exits 1 when any problem is found. Nothing is created, changed or voided: each problem is for a person to settle.
     """
@@ -599,6 +604,8 @@ def reconcile(date_from: datetime, date_to: datetime, json_file: str | None, chu
             [["duplicate", d.reference, ", ".join(map(str, d.order_ids)), d.entry.revel_order_id if d.entry else "-"] for d in report.duplicates]
             + [["missing", m.reference, "-", m.entry.revel_order_id] for m in report.missing]
             + [["orphan", o.reference, o.order_id, "-"] for o in report.orphans]
+            + [["total", t.reference, f"{t.order_id}: final_total {t.revel_total}", f"{t.entry.revel_order_id}: recorded {t.ledger_total}"]
+               for t in report.mismatches]
         )
         echo_table(["PROBLEM", "REFERENCE", "REVEL ORDER(S)", "LEDGER'S REVEL ID"], rows, empty=f"{mark(True)} ledger and Revel agree")
     if not report.ok:

@@ -32,6 +32,7 @@ from tsrevel.domain.processing import Processor
 from tsrevel.domain.safety import unknown_allowed_entries
 from tsrevel.entrypoints.container import Container
 from tsrevel.entrypoints.logs import configure_logging
+from tsrevel.entrypoints.operator import mapped_order
 from tsrevel.entrypoints.settings import SECRET_FIELDS, Settings
 from tsrevel.entrypoints.worker import Worker
 from tsrevel.version import __version__
@@ -280,7 +281,7 @@ async def test_webhook(request: Request[Any, Any, Any], processor: NamedDependen
     body = await request.body()
     trace = await processor.run_now(body, correlation_id=correlation_id())
     flags = await processor.flags()
-    result = json.loads(trace.delivery.result) if trace.delivery.result else None
+    result = mapped_order(trace.delivery, trace.order) or (json.loads(trace.delivery.result) if trace.delivery.result else None)
     return {
         "correlation_id": trace.delivery.correlation_id,
         "status": trace.intake.status,
@@ -399,7 +400,9 @@ async def get_delivery(processor: NamedDependency[Processor], delivery_id: Deliv
         {"id": e.id, "kind": e.message.kind, "subject": e.message.subject, "state": e.state, "attempts": e.attempts, "last_error": e.last_error}
         for e in emails
     ]
-    view["order"] = order_view(await processor.store.get_order(delivery.event_id)) if delivery.event_id else None
+    entry = await processor.store.get_order(delivery.event_id) if delivery.event_id else None
+    view["order"] = order_view(entry)
+    view["mapped_order"] = mapped_order(delivery, entry)
     return view
 
 

@@ -8,6 +8,7 @@ it. Formatting is the CLI's job; this module returns records.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime, time, timedelta, timezone
@@ -18,7 +19,7 @@ import attrs
 from dependency_injector import providers
 
 from tsrevel.domain import deliveries as st
-from tsrevel.domain.deliveries import LedgerEntry
+from tsrevel.domain.deliveries import Delivery, LedgerEntry
 from tsrevel.domain.errors import ConfigError, TsrevelError
 from tsrevel.domain.ids import ORDER_REFERENCE_PREFIX
 from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig, ProductMap, Venue
@@ -89,6 +90,48 @@ async def open_session(settings: Settings, *, need_mapping: bool = False) -> Asy
 
 async def _resolve(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
+
+
+# ---- one delivery's mapped order (deliveries show, /admin/deliveries/{id}) --------------------------
+
+
+def mapped_order(delivery: Delivery, entry: LedgerEntry | None) -> dict[str, Any] | None:
+    """The order a delivery mapped: for done, the ledger's snapshot of the event's order; else its own result (dry_run)."""
+    if delivery.state == st.DONE and entry is not None and entry.snapshot:
+        return _snapshot(entry.snapshot)
+    return _snapshot(delivery.result) if delivery.result else None
+
+
+def _snapshot(text: str | None) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def order_summary(order: dict[str, Any]) -> list[str]:
+    """The mapped order as lines for a terminal: items, totals, payments, billing details, notes to ops."""
+    lines = [f"{order.get('local_id', '-')} at Revel establishment {order.get('establishment_id', '-')} ({order.get('location_name', '')})"]
+    for item in order.get("items") or []:
+        fee = f"  [billing: {item['billing']}]" if item.get("billing") else ""
+        lines.append(f"  {item.get('quantity')} x {item.get('name') or 'product'} @ {item.get('price')}  (product {item.get('product_id')}){fee}")
+    money = [("subtotal", "Subtotal"), ("discount_amount", "Discount"), ("tax", "Tax"), ("service_charge", "Service fee"),
+             ("gratuity", "Gratuity"), ("final_total", "Final total"), ("remaining_due", "Remaining due")]
+    if "final_total" not in order:  # mapped before totals were recorded
+        lines.append(f"  Total: {order.get('total', '-')}")
+    for key, label in money:
+        if key in order:
+            lines.append(f"  {label + ':':<15}{order[key]}")
+    for payment in order.get("payments") or []:
+        recorded = "" if order.get("payments_recorded", True) else "  (not recorded in Revel)"
+        lines.append(f"  Payment {payment.get('transaction_id')}: {payment.get('amount')} at {payment.get('paid_at') or '-'}{recorded}")
+    for detail in order.get("billing") or []:
+        lines.append(f"  Billing {detail.get('name')!r}: {detail.get('amount')} -> {detail.get('kind')}")
+    if order.get("arithmetic"):
+        lines.append(f"  Arithmetic: {order['arithmetic']}")
+    lines.extend(f"  Note: {w}" for w in order.get("warnings") or [])
+    return lines
 
 
 # ---- status -----------------------------------------------------------------------------------
@@ -263,10 +306,17 @@ async def run_reconcile(
     prefixes = (ORDER_REFERENCE_PREFIX, *legacy.prefixes())
     total *= len(prefixes)
     orders: list[tuple[int, str]] = []
+    totals: dict[int, Any] = {}
+    with_totals = getattr(revel, "list_order_totals", None)  # the HTTP gateway has it; a bare lister may not
     for est_id in establishments:
         for prefix in prefixes:
             for chunk_from, chunk_to in chunks:
-                orders += await revel.list_orders_by_reference_prefix(est_id, prefix, chunk_from, chunk_to)
+                if with_totals is not None:
+                    listed = await with_totals(est_id, prefix, chunk_from, chunk_to)
+                    orders += [(order_id, local_id) for order_id, local_id, _ in listed]
+                    totals.update({order_id: final_total for order_id, _, final_total in listed})
+                else:
+                    orders += await revel.list_orders_by_reference_prefix(est_id, prefix, chunk_from, chunk_to)
                 done += 1
                 if on_progress is not None:
                     on_progress(done, total)
@@ -275,7 +325,9 @@ async def run_reconcile(
     listed = {canonical_reference(local_id, legacy) for _, local_id in orders}
     compared = {e.reference: e for e in in_window}
     compared.update({e.reference: e for e in ledger if e.reference in listed})
-    report = reconcile(list(compared.values()), orders, legacy=legacy)
+    report = reconcile(
+        list(compared.values()), orders, legacy=legacy, revel_totals=totals if with_totals is not None else None
+    )
     return ReconcileRun(start=start, end=end, establishments=tuple(establishments), report=report)
 
 
@@ -306,5 +358,10 @@ def report_json(run: ReconcileRun) -> dict[str, Any]:
             for d in r.duplicates
         ],
         "orphans": [{"reference": o.reference, "order_id": o.order_id} for o in r.orphans],
+        "total_mismatches": [
+            {"reference": t.reference, "order_id": t.order_id, "ledger_final_total": str(t.ledger_total),
+             "revel_final_total": str(t.revel_total), "ledger": entry(t.entry)}
+            for t in r.mismatches
+        ],
         "problems": r.problems(),
     }

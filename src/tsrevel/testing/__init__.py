@@ -44,10 +44,13 @@ __all__ = [
 
 # The mapping of examples/mapping.toml, inline so the harness works from an installed package.
 EXAMPLE_MAPPING: Mapping[str, Any] = {
-    "defaults": {"timezone": "America/Los_Angeles", "dining_option": 3},
+    "defaults": {
+        "timezone": "America/Los_Angeles", "dining_option": 3,
+        "revel_user": 1, "revel_station": 4, "payment_type": 236, "discount": 3358,
+    },
     "locations": {
         "201": {"name": "Tropicana", "revel_establishment": 4, "dining_option": 113, "products": {"menu_item:5501": 580}},
-        "202": {"name": "Harbor Room", "revel_establishment": 5},
+        "202": {"name": "Harbor Room", "revel_establishment": 5, "revel_station": 9},
     },
     "sites": {"15691": {"revel_establishment": 4}},
     "products": {
@@ -56,6 +59,13 @@ EXAMPLE_MAPPING: Mapping[str, Any] = {
         "menu_item:5502": 581,
         "Cold brew, 96 oz box": 590,
         "Assorted pastry platter": 601,
+    },
+    "billing": {
+        "Sales Tax": "tax",
+        "Gratuity": "gratuity",
+        "Service Fee": "service_fee",
+        "Service charge 18%": "service_fee",
+        "Delivery Fee": "product:902",
     },
 }
 

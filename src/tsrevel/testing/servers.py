@@ -32,6 +32,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import attrs
 
+from tsrevel.adapters.fakes import RefusedOrder, revel_shows
+
 JSON = "application/json"
 HTML_LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>Please sign in</form></body></html>"
 _TRAILING_ID = re.compile(r"(\d+)/?$")
@@ -415,6 +417,9 @@ def _trailing_int(value: object) -> int | None:
 
 # ---- Revel -------------------------------------------------------------------------------------
 
+# Kept on the fake's stored order for tests, but not part of Revel's Order object.
+_NOT_LISTED = ("orderInfo", "items", "payments", "history")
+
 
 class FakeRevelServer:
     """Plays Revel: Tastypie lists of orders, establishments and products, and OrderAllInOne creates.
@@ -490,18 +495,35 @@ class FakeRevelServer:
         with self._http.lock:
             return [dict(order) for order in self._orders]
 
-    def add_order(self, local_id: str, *, establishment_id: int = 4, created_date: str | None = None) -> int:
-        """Store an order as if created earlier; returns its id."""
+    def add_order(
+        self, local_id: str, *, establishment_id: int = 4, created_date: str | None = None, final_total: str | None = None
+    ) -> int:
+        """Store an order as if created earlier (by hand in Revel: any final_total); returns its id."""
         with self._http.lock:
             info = {"establishment": f"/enterprise/Establishment/{establishment_id}/", "local_id": local_id}
-            return self._store(info, [], created_date)["id"]
+            order = self._store(info, [], created_date)
+            if final_total is not None:
+                order["final_total"] = final_total
+            return order["id"]
+
+    def edit_order(self, order_id: int, **fields: Any) -> None:
+        """Change a stored order's fields as someone editing it in Revel's back office would (``final_total="400.00"``)."""
+        with self._http.lock:
+            for order in self._orders:
+                if order["id"] == order_id:
+                    order.update(fields)
+                    return
+        raise KeyError(f"no order {order_id}")
 
     @property
     def auth(self) -> str:
         return f"{self.api_key}:{self.api_secret}"
 
-    def _store(self, info: Mapping[str, Any], items: list[Any], created_date: str | None = None) -> dict[str, Any]:
+    def _store(
+        self, info: Mapping[str, Any], items: list[Any], created_date: str | None = None, body: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         order_id = next(self._ids)
+        shown = revel_shows(body if body is not None else {"orderInfo": info, "items": items})
         order = {
             "id": order_id,
             "resource_uri": f"/resources/Order/{order_id}/",
@@ -514,8 +536,13 @@ class FakeRevelServer:
             "pickup_time": info.get("pickup_time"),
             "web_order": info.get("web_order"),
             "created_date": created_date or datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
+            # What the venue sees, recomputed from what was sent (adapters.fakes.revel_shows).
+            **shown.as_dict(),
+            "orderhistory": [f"/resources/OrderHistory/{order_id}/"] if shown.has_history else [],
             "orderInfo": dict(info),
             "items": items,
+            "payments": list((body or {}).get("payments") or []),
+            "history": list((body or {}).get("history") or []),
         }
         self._orders.append(order)
         return order
@@ -549,7 +576,7 @@ class FakeRevelServer:
         created_from = request.param("created_date__gte")
         created_to = request.param("created_date__lte")
         listed = [
-            {k: v for k, v in order.items() if k not in ("orderInfo", "items")}
+            {k: v for k, v in order.items() if k not in _NOT_LISTED}
             for order in self._orders
             if (establishment is None or _trailing_int(order["establishment"]) == establishment)
             and (local_id is None or order["local_id"] == local_id)
@@ -573,11 +600,14 @@ class FakeRevelServer:
             product = item.get("product") if isinstance(item, Mapping) else None
             if not (isinstance(product, str) and product.startswith("/resources/Product/") and _trailing_int(product)):
                 return Reply.json(400, {"error": f"items[{index}].product {product!r} is not a Product URI"})
-        order = self._store(info, list(items))
+        try:
+            order = self._store(info, list(items), body=body)
+        except RefusedOrder as exc:
+            return Reply.json(400, {"error": str(exc)})
         location = (("Location", f"{self.url}{order['resource_uri']}"),)
         if self.create_answer == "location":
             return Reply(201, b"", location)
-        answer = {k: v for k, v in order.items() if k not in ("orderInfo", "items")}
+        answer = {k: v for k, v in order.items() if k not in _NOT_LISTED}
         return Reply.json(201, answer, location)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
-from tsrevel.domain.events import LineItem, TripleSeatEvent
+from tsrevel.domain.events import LineItem, TripleSeatEvent, cents
 from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig, mapping_from_dict, normalise_name
 from tsrevel.domain.safety import KNOWN_STATUSES, ORDER_TRIGGERS, OrderPolicy, SafetyFlags
 
@@ -59,6 +59,8 @@ _LAST_NAMES = ("Ponder", "Ruiz", "Natarajan", "Okafor", "Lindqvist", "Ferreira",
 _EVENT_KINDS = ("family brunch", "board breakfast", "holiday lunch", "team offsite", "rehearsal dinner")
 _SECTIONS = ("Breakfast", "Lunch", "Beverages", "Dessert")
 _BILLING_NAMES = ("Sales tax", "Service charge 18%", "Gratuity", "Delivery fee")
+# Where mapping_for and mapping_configs send them; none is a product line, so an order's subtotal is its items'.
+BILLING_TABLE = {"Sales tax": "tax", "Service charge 18%": "service_fee", "Gratuity": "gratuity", "Delivery fee": "service_fee"}
 
 # Strategies are built once, at import: building them inside every draw made generation slow.
 
@@ -168,7 +170,7 @@ def line_items(draw: st.DrawFn) -> dict[str, Any]:
         "section": draw(_SECTION_NAMES),
     }
     if draw(st.booleans()):
-        item["total_price"] = str(as_decimal(quantity) * as_decimal(price))
+        item["total_price"] = str(cents(as_decimal(quantity) * as_decimal(price)))
     item.update(draw(_UNKNOWN_KEYS))
     return item
 
@@ -181,17 +183,46 @@ _DOCUMENT_IDS = wire_ids(st.integers(1, 999_999))
 def documents(draw: st.DrawFn, *, min_items: int = 0, max_items: int = 5) -> dict[str, Any]:
     """One event document: line items, venue-named billing totals and consistent financials."""
     items = draw(st.lists(line_items(), min_size=min_items, max_size=max_items))
-    subtotal = sum((as_decimal(i["quantity"]) * as_decimal(i["price"]) for i in items), Decimal(0))
     totals = draw(_BILLING)
-    grand = subtotal + sum((as_decimal(amount) for _, amount in totals), Decimal(0))
     doc: dict[str, Any] = {
         "id": draw(_DOCUMENT_IDS),
         "line_items": items,
         "billing_totals": [{"name": name, "amount": amount} for name, amount in totals],
-        "financials": {"grand_total": f"{grand:.2f}", "amount_due": f"{grand:.2f}"},
     }
+    refresh_financials(doc)
     doc.update(draw(_UNKNOWN_KEYS))
     return doc
+
+
+def refresh_financials(doc: dict[str, Any]) -> None:
+    """Set the document's financials from its lines, discounts, billing details and payments, as TripleSeat adds them up.
+
+    A line's total is quantity × price rounded half up to the cent; discounts_total, when the
+    document has one, is the whole discount (else the lines' discounts); a payment counts per
+    the payment rule (``Payment.counted``).
+    """
+    lines = sum((cents(as_decimal(i["quantity"]) * as_decimal(i["price"])) for i in doc.get("line_items", [])), Decimal(0))
+    financials = doc.setdefault("financials", {})
+    if financials.get("discounts_total") is not None:
+        discount = as_decimal(financials["discounts_total"])
+    else:
+        discount = sum((as_decimal(i.get("discount") or 0) for i in doc.get("line_items", [])), Decimal(0))
+    charges = sum((as_decimal(b.get("amount", b.get("total_price", 0))) for b in doc.get("billing_totals", [])), Decimal(0))
+    grand = lines - discount + charges
+    payments = doc.get("payment_set", {}).get("payments", [])
+    paid = sum((_counted(p) for p in payments), Decimal(0))
+    financials["grand_total"] = f"{grand:.2f}"
+    financials["amount_due"] = f"{grand - paid:.2f}"
+
+
+def _counted(payment: dict[str, Any]) -> Decimal:
+    from tsrevel.domain.events import Payment
+
+    return Payment(
+        id=None, amount=as_decimal(payment["amount"]), state=str(payment.get("state", "")).lower(),
+        paid_at=payment.get("paid_at"), refunded_at=payment.get("refunded_at"),
+        amount_refunded=as_decimal(payment.get("amount_refunded") or 0),
+    ).counted
 
 
 def _local_text(moment: datetime) -> str:
@@ -264,6 +295,7 @@ def event_payloads(
         docs = draw(_DOCUMENT_LISTS)
         if not any(d["line_items"] for d in docs):
             docs[0]["line_items"] = [draw(line_items())]
+            refresh_financials(docs[0])
         _renumber_line_items(docs, base=draw(st.integers(1, 10**7)), as_text=draw(st.booleans()))
         event["documents"] = docs
     event.update(draw(_UNKNOWN_KEYS))
@@ -275,6 +307,47 @@ def _renumber_line_items(docs: list[dict[str, Any]], *, base: int, as_text: bool
     items = [item for doc in docs for item in doc["line_items"]]
     for offset, item in enumerate(items):
         item["id"] = str(base + offset) if as_text else base + offset
+
+
+_PAYMENT_STATES = ("paid", "paid", "captured", "pending", "failed", "refunded", "partially_refunded", "")
+
+
+@st.composite
+def invoice_payloads(draw: st.DrawFn) -> dict[str, Any]:
+    """An event whose documents add up like a TripleSeat invoice: line or document discounts, billing details, payments.
+
+    Every billing name is in BILLING_TABLE; payments (paid, pending, failed, refunded, partly
+    refunded, or stateless with a paid_at) never count for more than the document's grand total.
+    """
+    event = draw(event_payloads())
+    for doc in event["documents"]:
+        doc.pop("financials", None)
+        lines = sum((cents(as_decimal(i["quantity"]) * as_decimal(i["price"])) for i in doc["line_items"]), Decimal(0))
+        if draw(st.booleans()):
+            for item in doc["line_items"]:
+                share = cents(as_decimal(item["quantity"]) * as_decimal(item["price"]))
+                item["discount"] = f"{cents(share * Decimal(draw(st.integers(0, 30))) / 100):.2f}"
+            if draw(st.booleans()):  # the document's total too: the lines are then its breakdown
+                doc["financials"] = {"discounts_total": f"{sum((as_decimal(i['discount']) for i in doc['line_items']), Decimal(0)):.2f}"}
+        refresh_financials(doc)
+        grand = as_decimal(doc["financials"]["grand_total"])
+        payments: list[dict[str, Any]] = []
+        left = grand
+        for number in range(draw(st.integers(0, 3))):
+            amount = cents(left * Decimal(draw(st.integers(0, 100))) / 100)
+            state = draw(st.sampled_from(_PAYMENT_STATES))
+            payment: dict[str, Any] = {"id": draw(st.integers(1, 10**9)) * 10 + number, "amount": f"{amount:.2f}", "state": state}
+            if state in ("paid", "captured", "partially_refunded", "") and draw(st.booleans()):
+                payment["paid_at"] = "2025-12-01T17:45:00Z"
+            if state in ("refunded", "partially_refunded"):
+                refunded = amount if state == "refunded" else cents(amount * Decimal(draw(st.integers(0, 100))) / 100)
+                payment.update(refunded_at="2025-12-02T10:00:00Z", amount_refunded=f"{refunded:.2f}")
+            payments.append(payment)
+            left -= _counted(payment)
+        if payments:
+            doc["payment_set"] = {"payments": payments}
+        refresh_financials(doc)
+    return event
 
 
 _UPPER = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=3, max_size=10)
@@ -416,8 +489,14 @@ def mapping_for(
     dining_option: int = 3,
     timezone_name: str = SITE_ZONE,
     leave_out: Collection[str | None] = (),
+    billing: Mapping[str, str] | None = None,
+    revel_ids: Mapping[str, int] | None = None,
 ) -> MappingConfig:
-    """A MappingConfig for the event's venue and items, except those whose line id is in leave_out."""
+    """A MappingConfig for the event's venue and items, except those whose line id is in leave_out.
+
+    billing is the [billing] table (BILLING_TABLE by default); revel_ids go to [defaults]
+    (revel_user, revel_station, payment_type, discount).
+    """
     # An item that shares a menu item id or a name with a left-out item stays unmapped too.
     excluded: set[str] = set()
     for item in event.line_items:
@@ -431,7 +510,11 @@ def mapping_for(
         if item.id not in leave_out and key and key not in excluded:
             products.setdefault(key, 1000 + index)
     venue = {"name": "Test venue", "revel_establishment": establishment, "dining_option": dining_option}
-    data: dict[str, Any] = {"defaults": {"timezone": timezone_name, "dining_option": dining_option}, "products": products}
+    data: dict[str, Any] = {
+        "defaults": {"timezone": timezone_name, "dining_option": dining_option, **dict(revel_ids or {})},
+        "products": products,
+        "billing": dict(BILLING_TABLE if billing is None else billing),
+    }
     if event.location_id is not None and event.location_id.isdigit():
         data["locations"] = {event.location_id: venue}
     elif event.site_id is not None and event.site_id.isdigit():
@@ -477,6 +560,7 @@ def mapping_configs(
             "locations": locations,
             "sites": sites,
             "products": products,
+            "billing": dict(BILLING_TABLE),
         }
     )
 
