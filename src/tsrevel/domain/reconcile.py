@@ -123,7 +123,8 @@ def reconcile(
 
     - total: with ``revel_totals`` (final_total by Revel order id), a created ledger row with exactly
       one Revel order whose final_total differs from the final_total in the row's snapshot. Rows
-      written before totals were recorded, and orders Revel lists without a total, are not compared.
+      written before totals were recorded, orders Revel lists without a total, and orders found under a
+      legacy reference (REVEL_LEGACY_LOCAL_IDS: the previous connector wrote their money) are not compared.
     """
     by_reference: dict[str, dict[int, str]] = defaultdict(dict)
     for order_id, local_id in revel_orders:
@@ -152,7 +153,9 @@ def reconcile(
         ids = by_reference.get(ref, {})
         if revel_totals is None or entry.state != LEDGER_CREATED or len(ids) != 1:
             continue
-        (order_id,) = ids
+        ((order_id, local_id),) = ids.items()
+        if local_id != ref:
+            continue  # found under a legacy reference: the previous connector wrote its money, not us
         ledger_total, revel_total = _ledger_total(entry), revel_totals.get(order_id)
         if ledger_total is not None and revel_total is not None and ledger_total != revel_total:
             mismatches.append(TotalMismatch(reference=ref, order_id=order_id, ledger_total=ledger_total, revel_total=revel_total, entry=entry))
