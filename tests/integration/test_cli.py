@@ -429,6 +429,11 @@ class TestOpeningTheDatabase:
         assert "TSREVEL_DATABASE_URL: cannot use PostgreSQL at 127.0.0.1:1/tsrevel" in line
         assert "gave up after 10 s" in line and "s3cret-pw" not in line
 
+    def test_check_mapping_reads_revel_only_and_needs_no_database(self, env, tmp_path, revel_server):
+        missing = tmp_path / "none.db"
+        ok({**env, "TSREVEL_DATABASE_URL": f"sqlite:///{missing}"}, "check-mapping")
+        assert not missing.exists()
+
     def test_a_reconcile_report_that_cannot_be_written_is_one_line_before_anything_runs(self, env, tmp_path):
         line = one_line_error(cli(env, "reconcile", "--from", "2026-01-01", "--to", "2026-01-02", "--json", str(tmp_path / "no" / "r.json")))
         assert f"--json {tmp_path / 'no' / 'r.json'}: cannot write there" in line

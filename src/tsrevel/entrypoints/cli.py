@@ -149,14 +149,16 @@ def _some_text(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return value.strip()[:500] if value is not None else None
 
 
-def _run(action: Callable[[Any], Awaitable[T]], *, need_mapping: bool = False, settings: Settings | None = None) -> T:
+def _run(
+    action: Callable[[Any], Awaitable[T]], *, need_mapping: bool = False, settings: Settings | None = None, need_store: bool = True
+) -> T:
     """Open the service's container, run action(session), close it; domain errors become messages and exit codes."""
     from tsrevel.entrypoints.operator import open_session
 
     settings = settings or load_settings()
 
     async def go() -> T:
-        async with open_session(settings, need_mapping=need_mapping) as session:
+        async with open_session(settings, need_mapping=need_mapping, need_store=need_store) as session:
             if session.mapping_problem:
                 click.echo(f"tsrevel: warning: mapping file not loaded ({session.mapping_problem})", err=True)
             return await action(session)
@@ -609,7 +611,7 @@ def check_mapping() -> None:
     async def act(session: Any) -> Any:
         return await run_check_mapping(session.processor.mapping, await revel_lister(session))
 
-    result = _run(act, need_mapping=True, settings=settings)
+    result = _run(act, need_mapping=True, settings=settings, need_store=False)
     click.echo(f"{settings.mapping_file}: {result.establishments_checked} establishment(s), {result.products_checked} product(s) checked against Revel")
     for problem in result.problems:
         click.echo(f"{mark(False)} {problem}")

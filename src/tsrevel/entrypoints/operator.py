@@ -80,7 +80,7 @@ class Session:
 
 @asynccontextmanager
 async def open_session(
-    settings: Settings, *, need_mapping: bool = False, create_database: bool = False
+    settings: Settings, *, need_mapping: bool = False, create_database: bool = False, need_store: bool = True
 ) -> AsyncIterator[Session]:
     """Open the service's container; a broken mapping file only stops commands that need the mapping.
 
@@ -88,9 +88,14 @@ async def open_session(
     by a bad mapping file. A SQLite database that does not exist is not created (DatabaseMissing):
     a relative path in the wrong working directory would otherwise give a new, empty one.
     """
-    await probe_database(settings.database_url)  # an unreachable PostgreSQL: the reason, within a stated bound
     container = build_container(settings)
-    container.store_may_create.override(providers.Object(create_database))
+    if need_store:
+        await probe_database(settings.database_url)  # an unreachable PostgreSQL: the reason, within a stated bound
+        container.store_may_create.override(providers.Object(create_database))
+    else:  # a command that reads Revel only (check-mapping): no database needed, none opened or created
+        from tsrevel.adapters.memory_store import MemoryStore
+
+        container.store.override(providers.Object(MemoryStore()))
     problem = None
     try:
         container.mapping()
