@@ -69,6 +69,8 @@ class Settings:
     retention_days: int = 90
     log_format: str = "json"
     log_level: str = "INFO"
+    sqlite_synchronous: str = "full"  # TSREVEL_SQLITE_SYNCHRONOUS: "normal" trades power-loss durability for speed
+    call_deadline_s: float = 30.0  # TSREVEL_CALL_DEADLINE_S: the whole of one outside call; below TSREVEL_LEASE_S
     # Switch-over from the previous connector (docs/migrating.md)
     revel_legacy_local_ids: tuple[str, ...] = ()
     crash_at: str | None = None  # test-only seam (TSREVEL_TEST_CRASH_AT), see docs/reliability.md
@@ -125,6 +127,10 @@ class Settings:
             retention_days=int(r.number("TSREVEL_RETENTION_DAYS", 90, integer=True, minimum=1)),
             log_format=r.choice("LOG_FORMAT", ("json", "text"), "json"),
             log_level=r.choice("LOG_LEVEL", _LOG_LEVELS, "INFO", upper=True),
+            sqlite_synchronous=r.choice("TSREVEL_SQLITE_SYNCHRONOUS", ("full", "normal"), "full"),
+            call_deadline_s=r.number(
+                "TSREVEL_CALL_DEADLINE_S", min(30.0, r.number("TSREVEL_LEASE_S", 60.0, minimum=1.0) / 2), minimum=0.1
+            ),
             revel_legacy_local_ids=LegacyReferences.parse(r.raw("REVEL_LEGACY_LOCAL_IDS")).templates,
             crash_at=r.text("TSREVEL_TEST_CRASH_AT"),
         )
@@ -158,6 +164,12 @@ class Settings:
             raise ConfigError("TRIPLESEAT_CLIENT_ID and TRIPLESEAT_CLIENT_SECRET: set both or neither")
         if self.tripleseat_refresh_token and not self.tripleseat_configured:
             raise ConfigError("TRIPLESEAT_REFRESH_TOKEN: needs TRIPLESEAT_CLIENT_ID and TRIPLESEAT_CLIENT_SECRET too")
+        if self.call_deadline_s >= self.lease_s:
+            raise ConfigError(
+                f"TSREVEL_CALL_DEADLINE_S: {self.call_deadline_s:g} s is not shorter than TSREVEL_LEASE_S ({self.lease_s:g} s); "
+                "a Revel, SendGrid or TripleSeat call still running when the lease ends lets another worker take the "
+                "delivery over: lower TSREVEL_CALL_DEADLINE_S or raise TSREVEL_LEASE_S"
+            )
         if self.retry_cap_s < self.retry_base_s:
             raise ConfigError("TSREVEL_RETRY_CAP_S: must not be smaller than TSREVEL_RETRY_BASE_S")
 
@@ -200,6 +212,8 @@ _VARIABLE_NAMES = {
     "poll_interval_s": "TSREVEL_POLL_INTERVAL_S",
     "retention_days": "TSREVEL_RETENTION_DAYS",
     "crash_at": "TSREVEL_TEST_CRASH_AT",
+    "sqlite_synchronous": "TSREVEL_SQLITE_SYNCHRONOUS",
+    "call_deadline_s": "TSREVEL_CALL_DEADLINE_S",
 }
 
 
