@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import click
 
 from tsrevel.domain import deliveries as st
-from tsrevel.domain.errors import ConfigError, GatewayError, NotFound, TsrevelError
+from tsrevel.domain.errors import ConfigError, GatewayError, LiveRefused, NotFound, TsrevelError
 from tsrevel.entrypoints import console
 from tsrevel.entrypoints.console import echo_table, mark, when
 from tsrevel.entrypoints.settings import Settings
@@ -152,6 +152,8 @@ def _run(action: Callable[[Any], Awaitable[T]], *, need_mapping: bool = False, s
         _fail(f"configuration error: {exc}", 2)
     except GatewayError as exc:
         _fail(f"{exc}", 2)
+    except LiveRefused as exc:  # the going-live rule of domain/safety.py, asked by the use case
+        _fail(f"--no-dry-run needs {exc.needs}", 1)
     except TsrevelError as exc:  # OperatorError, InvalidRequest, NotFound: refused, with the reason
         _fail(str(exc), 1)
     raise AssertionError("unreachable")  # _fail exits
@@ -163,17 +165,19 @@ def _fail(message: str, code: int) -> None:
 
 
 def _flags_rows(flags: Any, overrides: Any) -> list[list[str]]:
-    def source(value: bool | None) -> str:
+    def source(value: bool | None, in_force: bool | None = None) -> str:
         if value is None:
             return "environment"
-        return f"runtime override by {overrides.actor} at {when(overrides.updated_at)}: {overrides.reason}"
+        said = f"runtime override by {overrides.actor} at {when(overrides.updated_at)}: {overrides.reason}"
+        # A stored dry_run=false that this service may not obey (no signing secret): it stays in dry run.
+        return said if in_force is None or in_force == value else f"{said} (refused here: going live is not allowed, see the log)"
 
     def shown(value: bool) -> str:
         return "true" if value else "false"
 
     return [
         ["ENABLE_CONNECTOR", shown(flags.enable_connector), source(overrides.enable_connector)],
-        ["DRY_RUN", shown(flags.dry_run), source(overrides.dry_run)],
+        ["DRY_RUN", shown(flags.dry_run), source(overrides.dry_run, flags.dry_run)],
         ["ALLOWED_LOCATIONS", ",".join(sorted(flags.allowed_locations)) or "(every mapped location)", "environment"],
     ]
 
@@ -269,8 +273,6 @@ def flags_set(enable_connector: bool | None, dry_run: bool | None, reason: str, 
     if enable_connector is None and dry_run is None:
         raise click.UsageError("give --enable-connector/--disable-connector and/or --dry-run/--no-dry-run")
     settings = load_settings()
-    if dry_run is False and not settings.revel_configured:
-        _fail("--no-dry-run needs REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET to be configured", 1)
 
     async def act(session: Any) -> tuple[Any, Any]:
         await session.processor.set_flags(enable_connector=enable_connector, dry_run=dry_run, actor=actor, reason=reason)

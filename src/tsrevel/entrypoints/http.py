@@ -318,7 +318,7 @@ async def admin_status(processor: NamedDependency[Processor]) -> dict[str, Any]:
     return {
         "flags": {
             "enable_connector": {"value": flags.enable_connector, "source": "runtime override" if overrides.enable_connector is not None else "environment"},
-            "dry_run": {"value": flags.dry_run, "source": "runtime override" if overrides.dry_run is not None else "environment"},
+            "dry_run": {"value": flags.dry_run, "source": _dry_run_source(overrides.dry_run, flags.dry_run, processor)},
             "allowed_locations": {"value": sorted(flags.allowed_locations), "source": "environment"},
             "override": {"actor": overrides.actor, "reason": overrides.reason, "updated_at": _iso(overrides.updated_at)},
         },
@@ -327,6 +327,14 @@ async def admin_status(processor: NamedDependency[Processor]) -> dict[str, Any]:
         "last_order": order_view(orders[0]) if orders else None,
         "version": __version__,
     }
+
+
+def _dry_run_source(override: bool | None, in_force: bool, processor: Processor) -> str:
+    if override is None:
+        return "environment"
+    if override != in_force:  # a stored dry_run=false that this (unsigned) service does not obey
+        return f"runtime override dry_run=false refused here: needs {processor.live_refused()}"
+    return "runtime override"
 
 
 @attrs.frozen
@@ -358,10 +366,9 @@ def _parse_flags_body(raw: bytes) -> FlagsChange:
 
 
 @put("/admin/flags", status_code=200, summary="Set runtime overrides of ENABLE_CONNECTOR and DRY_RUN")
-async def put_flags(request: Request[Any, Any, Any], processor: NamedDependency[Processor], settings: NamedDependency[Settings]) -> dict[str, Any]:
+async def put_flags(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
     change = _parse_flags_body(await request.body())
-    if change.dry_run is False and not settings.revel_configured:
-        raise InvalidRequest("dry_run=false needs REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET to be configured")
+    # dry_run=false on a service that may not go live raises LiveRefused (409) in the use case.
     flags = await processor.set_flags(
         enable_connector=change.enable_connector, dry_run=change.dry_run, actor="admin-api", reason=change.reason or "(no reason given)"
     )

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import attrs
 
 from tsrevel.domain.errors import ConfigError
+from tsrevel.domain.safety import LiveRequirements, live_refusal
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -75,6 +76,16 @@ class Settings:
         return bool(self.revel_base_url and self.revel_api_key and self.revel_api_secret)
 
     @property
+    def revel_missing(self) -> tuple[str, ...]:
+        """The Revel variables that are unset (going live needs all three)."""
+        pairs = (("REVEL_BASE_URL", self.revel_base_url), ("REVEL_API_KEY", self.revel_api_key), ("REVEL_API_SECRET", self.revel_api_secret))
+        return tuple(name for name, value in pairs if not value)
+
+    @property
+    def live_requirements(self) -> LiveRequirements:
+        return LiveRequirements(signed=self.signing_secret is not None, allow_unsigned=self.allow_unsigned, revel_missing=self.revel_missing)
+
+    @property
     def sendgrid_configured(self) -> bool:
         return bool(self.sendgrid_api_key)
 
@@ -129,23 +140,8 @@ class Settings:
 
     def check(self) -> None:
         """Cross-field rules: what production (DRY_RUN=false) needs, and safe signature handling."""
-        if not self.dry_run:
-            missing = [
-                name
-                for name, value in (
-                    ("REVEL_BASE_URL", self.revel_base_url),
-                    ("REVEL_API_KEY", self.revel_api_key),
-                    ("REVEL_API_SECRET", self.revel_api_secret),
-                )
-                if not value
-            ]
-            if missing:
-                raise ConfigError(f"{', '.join(missing)}: required when DRY_RUN=false (tsrevel writes to Revel)")
-            if self.signing_secret is None and not self.allow_unsigned:
-                raise ConfigError(
-                    "TRIPLESEAT_SIGNING_SECRET: required when DRY_RUN=false "
-                    "(set TRIPLESEAT_ALLOW_UNSIGNED=true to accept unsigned webhooks on purpose)"
-                )
+        if not self.dry_run and (needs := live_refusal(self.live_requirements)) is not None:
+            raise ConfigError(f"DRY_RUN=false needs {needs}")
         if self.sendgrid_api_key and not self.email_from:
             raise ConfigError("EMAIL_FROM: required when SENDGRID_API_KEY is set")
         if self.sendgrid_api_key and not self.email_to:
