@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.helpers import body, definite
 from tests.integration.conftest import SIGNING_SECRET
+from tsrevel.domain import deliveries as st
 from tsrevel.domain.signature import sign_body
 
 pytestmark = pytest.mark.integration
+
+FINAL_STATES = tuple(st.TERMINAL_STATES)
 
 
 def signed(raw: bytes) -> dict[str, str]:
@@ -41,3 +46,44 @@ class TestGoingLive:
         assert status["flags"]["dry_run"]["value"] is True
         assert "refused" in status["flags"]["dry_run"]["source"]
         assert unsigned.client.get("/health").json()["dry_run"] is True
+
+
+def with_surrogate(where: str) -> bytes:
+    payload = definite()
+    if where == "trigger":
+        payload["webhook_trigger_type"] = "\ud800"
+    elif where == "event_id":
+        payload["event"]["id"] = "\ud800"
+    elif where == "name":
+        payload["event"]["name"] = "half \ud83d emoji"
+    elif where == "location":
+        payload["event"]["location_id"] = "\udfff"
+    elif where == "key":
+        payload["event"]["\ud800"] = 1
+    return json.dumps(payload).encode()  # ensure_ascii: the surrogate travels as a \\uXXXX escape
+
+
+class TestLoneSurrogates:
+    @pytest.mark.parametrize("where", ["trigger", "event_id", "name", "location", "key"])
+    def test_a_signed_body_with_a_lone_surrogate_is_200_and_its_delivery_never_dies_of_encoding(self, app_factory, where):
+        app = app_factory()
+        raw = with_surrogate(where)
+        response = app.client.post("/webhooks/tripleseat", content=raw, headers=signed(raw))
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] in ("accepted", "rejected")
+        delivery = app.wait_state(response.json()["delivery_id"], *FINAL_STATES)
+        assert "Unicode" not in (delivery["last_error"] or ""), delivery
+        assert delivery["state"] != "dead", delivery
+
+    def test_the_test_webhook_answers_200_for_a_lone_surrogate(self, app_factory):
+        app = app_factory()
+        response = app.client.post("/test/webhook", content=with_surrogate("location"), headers=app.admin())
+        assert response.status_code == 200, response.text
+        assert response.json()["delivery"]["state"] != "dead"
+
+    def test_an_admin_reason_with_a_lone_surrogate_is_stored(self, app_factory):
+        app = app_factory()
+        response = app.client.put("/admin/flags", content=b'{"enable_connector": true, "reason": "INC \\ud800"}', headers=app.admin())
+        assert response.status_code == 200, response.text
+        status = app.client.get("/admin/status", headers=app.admin()).json()
+        assert status["flags"]["override"]["reason"] == "INC \ufffd"

@@ -62,10 +62,15 @@ class TextFormatter(logging.Formatter):
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of a secret value; the last line of defence, not the first."""
+    """Replace every occurrence of a secret value; the last line of defence, not the first.
+
+    A lone surrogate (from a message or an exception) is escaped too: the line must encode as UTF-8.
+    """
     for secret in secrets:
         if secret and secret in text:
             text = text.replace(secret, REDACTED)
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
 
 
