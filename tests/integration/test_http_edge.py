@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -87,3 +88,33 @@ class TestLoneSurrogates:
         assert response.status_code == 200, response.text
         status = app.client.get("/admin/status", headers=app.admin()).json()
         assert status["flags"]["override"]["reason"] == "INC \ufffd"
+
+
+class TestUnhandledErrors:
+    def test_an_exception_in_a_handler_is_logged_once_with_its_traceback_and_answered_in_our_shape(self, app_factory, monkeypatch, caplog):
+        from tsrevel.adapters.sqlite_store import SqliteStore
+
+        async def broken(self, *args, **kwargs):
+            raise RuntimeError("a bug nobody mapped")
+
+        app = app_factory()
+        monkeypatch.setattr(SqliteStore, "count_by_state", broken)
+        caplog.set_level(logging.INFO)
+        response = app.client.get("/admin/status", headers={**app.admin(), "X-Correlation-ID": "cid-unhandled-1"})
+        assert response.status_code == 500
+        answer = response.json()
+        assert set(answer) == {"error", "correlation_id"} and answer["correlation_id"] == "cid-unhandled-1"
+        assert response.headers["x-correlation-id"] == "cid-unhandled-1"
+        logged = [r for r in caplog.records if r.exc_info and "a bug nobody mapped" in str(r.exc_info[1])]
+        assert len(logged) == 1, [r.getMessage() for r in caplog.records]
+        assert getattr(logged[0], "correlation_id", None) == "cid-unhandled-1"
+
+    @pytest.mark.parametrize(
+        ("method", "path", "status"),
+        [("GET", "/no/such/route", 404), ("DELETE", "/health", 405), ("GET", "/admin/deliveries/0", 400)],
+    )
+    def test_every_error_answer_has_our_shape(self, app_factory, method, path, status):
+        app = app_factory()
+        response = app.client.request(method, path, headers=app.admin())
+        assert response.status_code == status
+        assert {"error", "correlation_id"} <= set(response.json()) and "status_code" not in response.json()

@@ -141,6 +141,16 @@ def _http_exception(request: Request, exc: HTTPException) -> Response[dict[str, 
     return _error(exc.status_code, exc.detail, cid=cid, **extra)
 
 
+def _unhandled(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    """A bug or an outage nobody mapped: logged once with its traceback, answered in our shape."""
+    cid = current_correlation_id.get() or accept_correlation_id(request.headers.get(CORRELATION_HEADER))
+    log.error(
+        "unhandled %s in %s %s: %s", type(exc).__name__, request.method, request.url.path, exc,
+        exc_info=exc, extra={"correlation_id": cid},
+    )
+    return _error(500, f"internal error ({type(exc).__name__}); the log has the details under this correlation id", cid=cid)
+
+
 EXCEPTION_HANDLERS = {
     SignatureError: _signature_error,
     PayloadError: _payload_error,
@@ -150,6 +160,7 @@ EXCEPTION_HANDLERS = {
     NotAuthorizedException: _http_exception,
     PermissionDeniedException: _http_exception,
     HTTPException: _http_exception,
+    Exception: _unhandled,
 }
 
 
