@@ -118,3 +118,58 @@ class TestUnhandledErrors:
         response = app.client.request(method, path, headers=app.admin())
         assert response.status_code == status
         assert {"error", "correlation_id"} <= set(response.json()) and "status_code" not in response.json()
+
+
+BODILESS = {"/admin/deliveries/{delivery_id}/replay"}  # the delivery is named in the path
+
+
+class TestHttpHygiene:
+    @pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-0123456789", "Basic YWRtaW46YWRtaW4="])
+    def test_missing_or_wrong_admin_credentials_are_401_with_a_bearer_challenge(self, app_factory, authorization):
+        app = app_factory()
+        headers = {"Authorization": authorization} if authorization else {}
+        response = app.client.get("/admin/status", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert {"error", "correlation_id"} <= set(response.json())
+
+    def test_admin_api_disabled_stays_403(self, app_factory):
+        app = app_factory(admin_token=None)
+        response = app.client.get("/admin/status", headers=app.admin())
+        assert response.status_code == 403 and "TSREVEL_ADMIN_TOKEN" in response.json()["error"]
+
+    @pytest.mark.parametrize("value", ["", "nope", "DONE"])
+    def test_an_invalid_state_query_is_400_naming_the_allowed_values(self, app_factory, value):
+        app = app_factory()
+        response = app.client.get("/admin/deliveries", params={"state": value}, headers=app.admin())
+        assert response.status_code == 400, response.text
+        assert all(state in response.json()["error"] for state in st.STATES)
+
+    def test_head_metrics_works(self, app_factory):
+        app = app_factory()
+        response = app.client.head("/metrics")
+        assert response.status_code == 200 and response.content == b""
+        assert response.headers["content-type"].startswith("text/plain")
+
+    def test_the_openapi_document_describes_bodies_the_signature_header_and_the_bearer_scheme(self, app_factory):
+        app = app_factory()
+        doc = app.client.get("/schema/openapi.json").json()
+        assert doc["components"]["securitySchemes"]["BearerToken"] == {"type": "http", "scheme": "bearer", "description": "TSREVEL_ADMIN_TOKEN"}
+        referenced = set()
+        for path, item in doc["paths"].items():
+            for method, operation in item.items():
+                referenced |= {name for requirement in operation.get("security", []) for name in requirement}
+                if method in ("post", "put") and path not in BODILESS:
+                    assert "requestBody" in operation, f"{method.upper()} {path} has no requestBody"
+        assert referenced == {"BearerToken"}, "the admin routes reference the scheme that exists"
+        webhook = doc["paths"]["/webhooks/tripleseat"]["post"]
+        assert "X-Signature" in [p["name"] for p in webhook["parameters"] if p["in"] == "header"]
+        assert doc["paths"]["/admin/status"]["get"]["security"] == [{"BearerToken": []}]
+
+    @pytest.mark.parametrize("path", ["/schema", "/schema/swagger", "/schema/redoc", "/schema/elements", "/schema/rapidoc", "/schema/openapi.yaml"])
+    def test_no_documentation_page_loads_a_script_from_another_host(self, app_factory, path):
+        app = app_factory()
+        response = app.client.get(path)
+        assert "<script" not in response.text.lower(), f"{path} serves a page with scripts"
+        if response.status_code == 404:
+            assert "error" in response.json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -12,12 +13,15 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import attrs
-from litestar import Litestar, MediaType, Request, Response, Router, delete, get, post, put
+from litestar import HttpMethod, Litestar, MediaType, Request, Response, Router, delete, get, post, put, route
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.enums import ParamType
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
+from litestar.openapi.spec import Components, OpenAPIMediaType, OpenAPIType, Operation, Parameter, RequestBody, Schema, SecurityScheme
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,7 +49,15 @@ DeliveryId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 
 
 class AdminForbidden(Exception):
-    """The admin bearer token is missing, wrong, or admin endpoints are disabled."""
+    """Admin and test endpoints are disabled (no TSREVEL_ADMIN_TOKEN): 403, whatever the credentials."""
+
+
+class AdminUnauthorized(Exception):
+    """The admin bearer token is missing or wrong: 401 with a Bearer challenge."""
+
+
+class BadQuery(Exception):
+    """A query parameter with a value the endpoint does not take: 400 naming the allowed values."""
 
 
 @attrs.define
@@ -111,7 +123,9 @@ def correlation_id() -> str:
 def _error(status: int, message: str, *, cid: str | None = None, **extra: Any) -> Response[dict[str, Any]]:
     cid = cid or correlation_id()
     # The header too: a 404/405 for an unknown route is answered before CorrelationMiddleware runs.
-    return Response({"error": message, "correlation_id": cid, **extra}, status_code=status, headers={"X-Correlation-ID": cid})
+    return Response(
+        {"error": message, "correlation_id": cid, **extra}, status_code=status, headers={"X-Correlation-ID": cid}, media_type=MediaType.JSON
+    )
 
 
 def _signature_error(_: Request, exc: SignatureError) -> Response[dict[str, Any]]:
@@ -133,6 +147,16 @@ def _invalid(_: Request, exc: InvalidRequest) -> Response[dict[str, Any]]:
 
 def _forbidden(_: Request, exc: AdminForbidden) -> Response[dict[str, Any]]:
     return _error(403, str(exc))
+
+
+def _unauthorized(_: Request, exc: AdminUnauthorized) -> Response[dict[str, Any]]:
+    response = _error(401, str(exc))
+    response.headers["WWW-Authenticate"] = 'Bearer realm="tsrevel admin"'
+    return response
+
+
+def _bad_query(_: Request, exc: BadQuery) -> Response[dict[str, Any]]:
+    return _error(400, str(exc))
 
 
 def _http_exception(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
@@ -157,11 +181,81 @@ EXCEPTION_HANDLERS = {
     NotFound: _not_found,
     InvalidRequest: _invalid,
     AdminForbidden: _forbidden,
+    AdminUnauthorized: _unauthorized,
+    BadQuery: _bad_query,
     NotAuthorizedException: _http_exception,
     PermissionDeniedException: _http_exception,
     HTTPException: _http_exception,
     Exception: _unhandled,
 }
+
+
+# ---- the OpenAPI document: what the raw-body handlers read, said where Litestar cannot see it ------
+
+
+def _body(description: str, schema: Schema) -> RequestBody:
+    return RequestBody(content={"application/json": OpenAPIMediaType(schema=schema)}, description=description, required=True)
+
+
+def _documented(body: RequestBody, *headers: Parameter) -> type[Operation]:
+    """An Operation that also describes a body read with request.body() (and any headers read by hand)."""
+
+    @dataclasses.dataclass
+    class DocumentedOperation(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = self.request_body or body
+            if headers:
+                self.parameters = [*(self.parameters or []), *headers]
+
+    return DocumentedOperation
+
+
+_WEBHOOK_BODY = _body(
+    "A TripleSeat webhook: the JSON object TripleSeat posts (webhook_trigger_type and the event), as raw bytes.",
+    Schema(type=OpenAPIType.OBJECT, required=["webhook_trigger_type"], properties={
+        "webhook_trigger_type": Schema(type=OpenAPIType.STRING, examples=["STATUS_CHANGE_EVENT"]),
+        "event": Schema(type=OpenAPIType.OBJECT, description="The TripleSeat event (alias: object)."),
+    }),
+)
+_SIGNATURE_HEADER = Parameter(
+    name="X-Signature", param_in=ParamType.HEADER, required=False, schema=Schema(type=OpenAPIType.STRING),
+    description="HMAC-SHA256 of the raw body with TRIPLESEAT_SIGNING_SECRET, as hex (either case), base64, "
+    "sha256=<hex> or t=<unix>,v1=<hex> over '<t>.<body>'. Required when a signing secret is set.",
+)
+_FLAGS_BODY = _body(
+    "Runtime overrides; at least one flag. dry_run=false is refused (409) unless the service may go live.",
+    Schema(type=OpenAPIType.OBJECT, additional_properties=False, properties={
+        "enable_connector": Schema(type=OpenAPIType.BOOLEAN),
+        "dry_run": Schema(type=OpenAPIType.BOOLEAN),
+        "reason": Schema(type=OpenAPIType.STRING, max_length=500, description="Why, for the audit log."),
+    }),
+)
+_REPLAY_BODY = _body(
+    "Which deliveries to re-queue.",
+    Schema(type=OpenAPIType.OBJECT, required=["state"], properties={
+        "state": Schema(type=OpenAPIType.STRING, enum=sorted(st.REPLAYABLE_STATES)),
+    }),
+)
+BEARER_SCHEME = "BearerToken"
+
+
+def _schema_not_found_in_our_shape(response: Response[Any]) -> Response[Any]:
+    """Litestar answers an unknown /schema/... path (a UI we do not serve) with an HTML page: ours instead."""
+    if response.status_code == 404 and response.media_type == MediaType.HTML:
+        return _error(404, "not found: only /schema/openapi.json and /schema/openapi.yaml are served (no documentation UI)")
+    return response
+
+
+def openapi_config() -> OpenAPIConfig:
+    """Only the schema files: the documentation UIs Litestar can render load their scripts from a CDN."""
+    return OpenAPIConfig(
+        title="tsrevel", version=__version__, path="/schema",
+        render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()],
+        openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, after_request=_schema_not_found_in_our_shape),
+        components=Components(security_schemes={
+            BEARER_SCHEME: SecurityScheme(type="http", scheme="bearer", description="TSREVEL_ADMIN_TOKEN"),
+        }),
+    )
 
 
 # ---- JSON views of domain records -----------------------------------------------------------
@@ -210,7 +304,10 @@ def order_view(entry: LedgerEntry | None) -> dict[str, Any] | None:
 # ---- handlers -----------------------------------------------------------------------------
 
 
-@post(["/webhooks/tripleseat", "/webhook"], status_code=200, summary="Receive a TripleSeat webhook")
+@post(
+    ["/webhooks/tripleseat", "/webhook"], status_code=200, summary="Receive a TripleSeat webhook",
+    operation_class=_documented(_WEBHOOK_BODY, _SIGNATURE_HEADER),
+)
 async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> dict[str, Any]:
     """Verify X-Signature over the raw body, store the delivery durably, then answer; no outside call."""
     # One dependency, not two: Litestar resolves two or more in an anyio task group per request,
@@ -275,7 +372,7 @@ async def ready(processor: NamedDependency[Processor], runtime: NamedDependency[
     return Response({"status": "ready"}, status_code=200)
 
 
-@get("/metrics", media_type=MediaType.TEXT, summary="Prometheus metrics")
+@route("/metrics", http_method=[HttpMethod.GET, HttpMethod.HEAD], media_type=MediaType.TEXT, summary="Prometheus metrics")
 async def metrics(processor: NamedDependency[Processor]) -> str:
     from tsrevel.entrypoints.metrics import render_metrics
 
@@ -285,7 +382,7 @@ async def metrics(processor: NamedDependency[Processor]) -> str:
 # ---- admin and test endpoints (bearer token) ---------------------------------------------
 
 
-@post("/test/webhook", status_code=200, summary="Process a payload now and answer with the whole trace")
+@post("/test/webhook", status_code=200, summary="Process a payload now and answer with the whole trace", operation_class=_documented(_WEBHOOK_BODY))
 async def test_webhook(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
     body = await request.body()
     trace = await processor.run_now(body, correlation_id=correlation_id())
@@ -304,7 +401,10 @@ async def test_webhook(request: Request[Any, Any, Any], processor: NamedDependen
     }
 
 
-@post("/test/preview", status_code=200, summary="Map a payload to a Revel order without storing or sending anything")
+@post(
+    "/test/preview", status_code=200, summary="Map a payload to a Revel order without storing or sending anything",
+    operation_class=_documented(_WEBHOOK_BODY),
+)
 async def preview(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
     from tsrevel.domain.events import decode_json
 
@@ -376,7 +476,7 @@ def _parse_flags_body(raw: bytes) -> FlagsChange:
     return change
 
 
-@put("/admin/flags", status_code=200, summary="Set runtime overrides of ENABLE_CONNECTOR and DRY_RUN")
+@put("/admin/flags", status_code=200, summary="Set runtime overrides of ENABLE_CONNECTOR and DRY_RUN", operation_class=_documented(_FLAGS_BODY))
 async def put_flags(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
     change = _parse_flags_body(await request.body())
     # dry_run=false on a service that may not go live raises LiveRefused (409) in the use case.
@@ -401,7 +501,7 @@ async def list_deliveries(
     # "state" is a reserved handler parameter name in Litestar, hence the alias.
     state = state_filter
     if state is not None and state not in st.STATES:
-        raise InvalidRequest(f"state {state!r} is not one of {', '.join(st.STATES)}")
+        raise BadQuery(f"state: {state!r} is not one of {', '.join(st.STATES)}")
     limit = max(1, min(limit, 500))
     items = await processor.store.list_deliveries(state=state, limit=limit)
     return {"deliveries": [delivery_view(d) for d in items], "count": len(items)}
@@ -429,7 +529,10 @@ async def replay_one(processor: NamedDependency[Processor], delivery_id: Deliver
     return {"count": 1, "delivery_id": delivery_id}
 
 
-@post("/admin/replay", status_code=200, summary="Re-queue every delivery in a state (held, skipped, dead, dry_run), in arrival order")
+@post(
+    "/admin/replay", status_code=200, summary="Re-queue every delivery in a state (held, skipped, dead, dry_run), in arrival order",
+    operation_class=_documented(_REPLAY_BODY),
+)
 async def replay_many(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
     from tsrevel.domain.events import decode_json
 
@@ -453,7 +556,7 @@ def _admin_guard(settings: Settings):  # noqa: ANN202 - a Litestar guard
         given = connection.headers.get("authorization", "")
         scheme, _sep, value = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-            raise AdminForbidden("missing or wrong admin bearer token")
+            raise AdminUnauthorized("missing or wrong admin bearer token (Authorization: Bearer <TSREVEL_ADMIN_TOKEN>)")
 
     return guard
 
@@ -498,7 +601,7 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
         path="/",
         route_handlers=[test_webhook, preview, admin_status, put_flags, delete_flags, list_deliveries, get_delivery, replay_one, replay_many],
         guards=[_admin_guard(settings)],
-        security=[{"BearerToken": []}],
+        security=[{BEARER_SCHEME: []}],
     )
     return Litestar(
         route_handlers=[receive_webhook, health, ready, metrics, admin],
@@ -511,7 +614,7 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
         middleware=[CorrelationMiddleware],
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,
-        openapi_config=OpenAPIConfig(title="tsrevel", version=__version__, path="/schema"),
+        openapi_config=openapi_config(),
         logging_config=None,
     )
 
