@@ -173,3 +173,20 @@ class TestHttpHygiene:
         assert "<script" not in response.text.lower(), f"{path} serves a page with scripts"
         if response.status_code == 404:
             assert "error" in response.json()
+
+
+class TestSignatures:
+    def test_uppercase_hex_is_accepted(self, app_factory):
+        app = app_factory()
+        raw = body(definite())
+        headers = {"X-Signature": sign_body(raw, secret=SIGNING_SECRET).upper()}
+        assert app.client.post("/webhooks/tripleseat", content=raw, headers=headers).json()["status"] == "accepted"
+
+    def test_a_wrong_signature_names_the_forms_tried_never_the_expected_value(self, app_factory):
+        app = app_factory()
+        raw = body(definite())
+        response = app.client.post("/webhooks/tripleseat", content=raw, headers={"X-Signature": "0" * 64})
+        assert response.status_code == 401
+        error = response.json()["error"]
+        assert all(form in error for form in ("hex", "base64", "sha256="))
+        assert sign_body(raw, secret=SIGNING_SECRET)[:12] not in error.lower()

@@ -55,6 +55,7 @@ from tsrevel.domain.safety import (
     decide,
     live_refusal,
 )
+from tsrevel.domain.signature import refusal as signature_refusal
 from tsrevel.domain.signature import verify_signature
 from tsrevel.domain.window import defer_until, deferred_note, window_opens_at
 
@@ -158,7 +159,7 @@ class Processor:
         if secret is None:
             return
         if not verify_signature(body, signature, secret=secret):
-            raise SignatureError("missing or invalid X-Signature")
+            raise SignatureError(signature_refusal(signature))
 
     async def accept(
         self, body: bytes, *, signature: str | None, correlation_id: str, header_names: tuple[str, ...] = ()
