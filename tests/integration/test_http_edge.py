@@ -190,3 +190,16 @@ class TestSignatures:
         error = response.json()["error"]
         assert all(form in error for form in ("hex", "base64", "sha256="))
         assert sign_body(raw, secret=SIGNING_SECRET)[:12] not in error.lower()
+
+
+class TestHeaderNamesInTheLog:
+    def test_header_names_are_logged_only_after_the_signature_verified_and_at_most_64_per_line(self, app_factory, caplog):
+        app = app_factory()
+        caplog.set_level(logging.INFO, logger="tsrevel.http")
+        raw = body(definite())
+        many = {f"x-junk-{i:03}": "v" for i in range(200)}
+        assert app.client.post("/webhooks/tripleseat", content=raw, headers={**many, "X-Signature": "0" * 64}).status_code == 401
+        assert [r for r in caplog.records if "header names" in r.getMessage()] == []
+        assert app.client.post("/webhooks/tripleseat", content=raw, headers={**many, **signed(raw)}).status_code == 200
+        (line,) = [r.getMessage() for r in caplog.records if "header names" in r.getMessage()]
+        assert line.removeprefix("webhook header names: ").split(" (and ")[0].count(", ") + 1 == 64 and "more)" in line

@@ -43,6 +43,7 @@ log = logging.getLogger("tsrevel.http")
 
 MAX_BODY_BYTES = 1024 * 1024
 HEADER_NAMES_LOGGED = 20  # deliveries whose header names are logged, to learn what TripleSeat sends
+HEADER_NAMES_PER_LINE = 64
 CORRELATION_HEADER = "x-correlation-id"
 # A delivery id the stores can hold (SQL BIGINT); a larger one is a 400, not an overflow and a 500.
 DeliveryId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
@@ -316,15 +317,16 @@ async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDepende
     started = time.perf_counter()
     body = await request.body()
     names = tuple(sorted({k.lower() for k in request.headers.keys()}))
-    runtime.deliveries_seen += 1
-    if runtime.deliveries_seen <= HEADER_NAMES_LOGGED:
-        log.info("webhook header names: %s", ", ".join(names))  # names only, never values
     outcome = "error"
     try:
         result = await processor.accept(
             body, signature=request.headers.get("x-signature"), correlation_id=correlation_id(), header_names=names
         )
         outcome = result.status
+        # Only once the signature verified: an anonymous caller must not be able to fill the log.
+        runtime.deliveries_seen += 1
+        if runtime.deliveries_seen <= HEADER_NAMES_LOGGED:
+            log.info("webhook header names: %s", _names_line(names))  # names only, never values
     except SignatureError:
         outcome = "unauthorized"
         raise
@@ -339,6 +341,12 @@ async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDepende
     if result.reason:
         answer["reason"] = result.reason
     return answer
+
+
+def _names_line(names: tuple[str, ...]) -> str:
+    shown = ", ".join(name[:100] for name in names[:HEADER_NAMES_PER_LINE])
+    more = len(names) - HEADER_NAMES_PER_LINE
+    return f"{shown} (and {more} more)" if more > 0 else shown
 
 
 @get("/health", summary="Liveness and the flags in force")

@@ -16,6 +16,9 @@ _ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
+# A third-party credential shorter than this is implausible (a typo, a placeholder), and is refused.
+CREDENTIAL_MIN_LENGTH = 8
+
 # Variables whose values are never printed, logged or answered.
 SECRET_FIELDS = frozenset(
     {
@@ -104,16 +107,16 @@ class Settings:
             database_url=r.database_url("TSREVEL_DATABASE_URL", "sqlite:///./var/tsrevel.db"),
             mapping_file=r.text("TSREVEL_MAPPING_FILE") or "./examples/mapping.toml",
             admin_token=r.secret("TSREVEL_ADMIN_TOKEN", min_length=16),
-            signing_secret=r.secret("TRIPLESEAT_SIGNING_SECRET"),
+            signing_secret=r.secret("TRIPLESEAT_SIGNING_SECRET", min_length=16),
             allow_unsigned=r.boolean("TRIPLESEAT_ALLOW_UNSIGNED", False),
             tripleseat_api_url=r.url("TRIPLESEAT_API_URL") or "https://api.tripleseat.com",
             tripleseat_client_id=r.text("TRIPLESEAT_CLIENT_ID"),
-            tripleseat_client_secret=r.secret("TRIPLESEAT_CLIENT_SECRET"),
-            tripleseat_refresh_token=r.secret("TRIPLESEAT_REFRESH_TOKEN"),
+            tripleseat_client_secret=r.secret("TRIPLESEAT_CLIENT_SECRET", min_length=CREDENTIAL_MIN_LENGTH),
+            tripleseat_refresh_token=r.secret("TRIPLESEAT_REFRESH_TOKEN", min_length=CREDENTIAL_MIN_LENGTH),
             revel_base_url=r.url("REVEL_BASE_URL"),
-            revel_api_key=r.secret("REVEL_API_KEY"),
-            revel_api_secret=r.secret("REVEL_API_SECRET"),
-            sendgrid_api_key=r.secret("SENDGRID_API_KEY"),
+            revel_api_key=r.secret("REVEL_API_KEY", min_length=CREDENTIAL_MIN_LENGTH),
+            revel_api_secret=r.secret("REVEL_API_SECRET", min_length=CREDENTIAL_MIN_LENGTH),
+            sendgrid_api_key=r.secret("SENDGRID_API_KEY", min_length=CREDENTIAL_MIN_LENGTH),
             sendgrid_api_host=r.url("SENDGRID_API_HOST") or "https://api.sendgrid.com",
             email_from=r.email("EMAIL_FROM"),
             email_to=tuple(r.email_list("EMAIL_TO")),
@@ -166,16 +169,34 @@ class Settings:
             value = getattr(self, field.name)
             shown = ("(set, redacted)" if value else "(unset)") if field.name in SECRET_FIELDS else show(value)
             if field.name == "database_url":
-                shown = redact_url_password(shown)
+                shown = redact_url_password(shown)  # the user name helps; the password never shows
+            elif field.name in _HTTP_URL_FIELDS:
+                shown = redact_userinfo(shown)
             rows.append((_VARIABLE_NAMES.get(field.name, field.name.upper()), shown))
         return rows
 
 
-def redact_url_password(url: str) -> str:
-    """A database URL fit for the log: a password in user:password@ or in ?password= is replaced."""
-    url = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*):[^/?#]*@", r"\1:(redacted)@", url)
-    return re.sub(r"([?&]password=)[^&#]*", r"\1(redacted)", url)
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*):[^\s/?#]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s]*")
 
+
+def redact_url_password(text: str) -> str:
+    """text (a URL, or a log line holding URLs) with every password in user:password@ or ?password= replaced."""
+    if "://" not in text:
+        return text
+    text = _URL_PASSWORD.sub(r"\1:(redacted)@", text)
+    return _QUERY_PASSWORD.sub(r"\1(redacted)", text) if "password=" in text else text
+
+
+def redact_userinfo(value: str) -> str:
+    """A URL-ish setting fit to echo, even malformed: everything before its last "@" but the scheme replaced."""
+    if "@" not in value:
+        return value
+    scheme = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value)
+    return (scheme.group(0) if scheme else "") + "(redacted)@" + value.rpartition("@")[2]
+
+
+_HTTP_URL_FIELDS = frozenset({"tripleseat_api_url", "revel_base_url", "sendgrid_api_host"})
 
 _VARIABLE_NAMES = {
     "database_url": "TSREVEL_DATABASE_URL",
@@ -208,11 +229,12 @@ class _Reader:
     def text(self, name: str) -> str | None:
         return self.raw(name)
 
-    def secret(self, name: str, *, min_length: int = 1) -> str | None:
+    def secret(self, name: str, *, min_length: int) -> str | None:
         value = self.raw(name)
         if value is not None and len(value) < min_length:
-            # The value itself is never echoed: only its length requirement.
-            raise ConfigError(f"{name}: too short (at least {min_length} characters)")
+            # The value itself is never echoed: only its length requirement. A short value would also
+            # make the log scrubber replace it inside ordinary words, corrupting every line.
+            raise ConfigError(f"{name}: too short to be a real credential (at least {min_length} characters)")
         return value
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -251,7 +273,7 @@ class _Reader:
     def url(self, name: str) -> str | None:
         value = self.raw(name)
         if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ConfigError(f"{name}: {value!r} is not an http(s) URL")
+            raise ConfigError(f"{name}: {redact_userinfo(value)!r} is not an http(s) URL")
         return value.rstrip("/") if value else None
 
     def database_url(self, name: str, default: str) -> str:
