@@ -52,8 +52,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True, help="Address to listen on (env HOST; the flag wins).")
+@click.option("--port", envvar="PORT", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (env PORT, as a PaaS sets it; the flag wins; 0 picks a free one).")
 def serve(host: str, port: int) -> None:
     """Run the HTTP service and its worker until SIGTERM."""
     import uvicorn
@@ -68,7 +69,10 @@ def serve(host: str, port: int) -> None:
     except ConfigError as exc:
         click.echo(f"tsrevel: configuration error: {exc}", err=True)
         sys.exit(2)
-    url = f"http://{host}:{port}"
+    # Bind before the banner: a port in use is one line and exit 2, not a banner then a traceback.
+    sock = _listen(host, port)
+    bound_port = sock.getsockname()[1]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"
     click.echo(f"tsrevel {__version__} serving on {url} (DRY_RUN={settings.dry_run}, ENABLE_CONNECTOR={settings.enable_connector})", err=True)
     click.echo("Send the example webhook:", err=True)
     if settings.signing_secret:
@@ -95,7 +99,44 @@ def serve(host: str, port: int) -> None:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler that
     # was there before it: make that handler a clean exit, so a stop after draining is exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=15)
+    uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings))).run(sockets=[sock])
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How tsrevel runs uvicorn: its logging off (ours is on), and the connection limits of docs/configuration.md."""
+    return {
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 15,
+        "http": "h11",  # the parser whose header-size limit is set here (httptools would ignore it)
+        "limit_concurrency": settings.max_connections,  # over it: 503 at once, nothing read
+        "timeout_keep_alive": settings.keep_alive_s,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,  # request line + headers
+    }
+
+
+def _listen(host: str, port: int) -> Any:
+    """A listening socket on host:port, or one line saying why not (and what to do) and exit 2."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} (check --host or HOST)", 2)
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart over TIME_WAIT
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            _fail(f"cannot listen on {host}:{port}: the port is already in use; pick another with --port N or PORT=N (or stop what holds it)", 2)
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} (check --host/HOST and --port/PORT)", 2)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

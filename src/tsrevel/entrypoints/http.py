@@ -19,6 +19,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.enums import ParamType
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, OpenAPIMediaType, OpenAPIType, Operation, Parameter, RequestBody, Schema, SecurityScheme
@@ -33,6 +34,7 @@ from tsrevel.domain.mapping import MappingFailure
 from tsrevel.domain.orders import RevelOrder
 from tsrevel.domain.ports import ACK_SECONDS, Store
 from tsrevel.domain.processing import Processor
+from tsrevel.entrypoints.body_limits import RETRY_AFTER_S, BodiesInFlightFull, BodyBudget, BodyGuard, BodyTimeout
 from tsrevel.entrypoints.container import Container
 from tsrevel.entrypoints.logs import configure_logging
 from tsrevel.entrypoints.settings import SECRET_FIELDS, Settings
@@ -176,7 +178,22 @@ def _unhandled(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     return _error(500, f"internal error ({type(exc).__name__}); the log has the details under this correlation id", cid=cid)
 
 
+def _body_timeout(_: Request, exc: BodyTimeout) -> Response[dict[str, Any]]:
+    response = _error(408, str(exc))
+    response.headers["Connection"] = "close"  # the rest of the body may still be on its way
+    return response
+
+
+def _bodies_in_flight_full(_: Request, exc: BodiesInFlightFull) -> Response[dict[str, Any]]:
+    response = _error(503, str(exc))
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    response.headers["Connection"] = "close"
+    return response
+
+
 EXCEPTION_HANDLERS = {
+    BodyTimeout: _body_timeout,
+    BodiesInFlightFull: _bodies_in_flight_full,
     SignatureError: _signature_error,
     PayloadError: _payload_error,
     NotFound: _not_found,
@@ -619,7 +636,12 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
             "runtime": Provide(lambda: runtime, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[CorrelationMiddleware],
+        middleware=[
+            CorrelationMiddleware,
+            DefineMiddleware(
+                BodyGuard, timeout_s=settings.body_timeout_s, budget=BodyBudget(settings.max_inflight_body_bytes), max_body_bytes=MAX_BODY_BYTES
+            ),
+        ],
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=openapi_config(),

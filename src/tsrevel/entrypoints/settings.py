@@ -73,6 +73,12 @@ class Settings:
     log_format: str = "json"
     log_level: str = "INFO"
     crash_at: str | None = None  # test-only seam (TSREVEL_TEST_CRASH_AT), see docs/reliability.md
+    # The HTTP edge against slow and heavy clients (docs/deployment.md, "What only a proxy protects").
+    body_timeout_s: float = 10.0
+    max_inflight_body_bytes: int = 64 * 1024 * 1024
+    max_connections: int = 1000
+    keep_alive_s: float = 5.0
+    max_header_bytes: int = 32 * 1024
 
     @property
     def revel_configured(self) -> bool:
@@ -137,6 +143,11 @@ class Settings:
             log_format=r.choice("LOG_FORMAT", ("json", "text"), "json"),
             log_level=r.choice("LOG_LEVEL", _LOG_LEVELS, "INFO", upper=True),
             crash_at=r.text("TSREVEL_TEST_CRASH_AT"),
+            body_timeout_s=r.number("TSREVEL_BODY_TIMEOUT_S", 10.0, minimum=0.1),
+            max_inflight_body_bytes=int(r.number("TSREVEL_MAX_INFLIGHT_BODY_BYTES", 64 * 1024 * 1024, integer=True, minimum=1024 * 1024)),
+            max_connections=int(r.number("TSREVEL_MAX_CONNECTIONS", 1000, integer=True, minimum=1)),
+            keep_alive_s=r.number("TSREVEL_KEEP_ALIVE_S", 5.0, minimum=0.1),
+            max_header_bytes=int(r.number("TSREVEL_MAX_HEADER_BYTES", 32 * 1024, integer=True, minimum=4096)),
         )
         settings.check()
         return settings
@@ -213,6 +224,11 @@ _VARIABLE_NAMES = {
     "poll_interval_s": "TSREVEL_POLL_INTERVAL_S",
     "retention_days": "TSREVEL_RETENTION_DAYS",
     "crash_at": "TSREVEL_TEST_CRASH_AT",
+    "body_timeout_s": "TSREVEL_BODY_TIMEOUT_S",
+    "max_inflight_body_bytes": "TSREVEL_MAX_INFLIGHT_BODY_BYTES",
+    "max_connections": "TSREVEL_MAX_CONNECTIONS",
+    "keep_alive_s": "TSREVEL_KEEP_ALIVE_S",
+    "max_header_bytes": "TSREVEL_MAX_HEADER_BYTES",
 }
 
 
