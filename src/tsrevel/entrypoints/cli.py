@@ -60,7 +60,7 @@ def serve(host: str, port: int) -> None:
     import uvicorn
 
     from tsrevel.entrypoints.container import build_container
-    from tsrevel.entrypoints.http import create_app
+    from tsrevel.entrypoints.http import create_app, uvicorn_options
 
     settings = load_settings()
     container = build_container(settings)
@@ -100,19 +100,6 @@ def serve(host: str, port: int) -> None:
     # was there before it: make that handler a clean exit, so a stop after draining is exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings))).run(sockets=[sock])
-
-
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """How tsrevel runs uvicorn: its logging off (ours is on), and the connection limits of docs/configuration.md."""
-    return {
-        "log_config": None,
-        "access_log": False,
-        "timeout_graceful_shutdown": 15,
-        "http": "h11",  # the parser whose header-size limit is set here (httptools would ignore it)
-        "limit_concurrency": settings.max_connections,  # over it: 503 at once, nothing read
-        "timeout_keep_alive": settings.keep_alive_s,
-        "h11_max_incomplete_event_size": settings.max_header_bytes,  # request line + headers
-    }
 
 
 def _listen(host: str, port: int) -> Any:

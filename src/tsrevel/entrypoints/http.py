@@ -649,6 +649,19 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
     )
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How tsrevel runs uvicorn: its logging off (ours is on), and the connection limits of docs/configuration.md."""
+    return {
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 15,
+        "http": "h11",  # the parser whose header-size limit is set here (httptools would ignore it)
+        "limit_concurrency": settings.max_connections,  # over it: 503 at once, nothing read
+        "timeout_keep_alive": settings.keep_alive_s,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,  # request line + headers
+    }
+
+
 async def _resolve(value: Any) -> Any:
     """dependency-injector answers an awaitable once async resources are involved; accept both."""
     import inspect
