@@ -317,7 +317,7 @@ def hostile_bodies(draw: st.DrawFn) -> bytes:
         return (raw[:-1] + f', "deep": {deep}}}' if draw(st.booleans()) else deep).encode()
     # Replace one string or number value of the payload by the hostile token.
     token = f'"{draw(LONE_SURROGATES)}"' if kind == "surrogate" else draw(ABSURD_NUMBERS)
-    spots = [i for i, ch in enumerate(raw) if ch == ":" ]
+    spots = [i for i, ch in enumerate(raw) if ch == ":"]
     if not spots:
         return raw.encode()
     at = draw(st.sampled_from(spots))

@@ -64,3 +64,13 @@ class TestCredentialLengths:
         for variable in names.values():
             with pytest.raises(ConfigError, match="too short"):
                 Settings.from_env({variable: "e"})
+
+
+def test_scrubbing_a_url_keeps_a_json_log_line_json():
+    import json
+
+    record = logging.makeLogRecord(
+        {"msg": "dsn postgresql://ops:%s@db", "args": (PASSWORD,), "levelname": "ERROR", "name": "t", "correlation_id": "c", "to": "ops@example.com"}
+    )
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "dsn postgresql://ops:(redacted)@db" and line["to"] == "ops@example.com"

@@ -187,8 +187,9 @@ class Settings:
         return rows
 
 
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*):[^\s/?#]*@")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s]*")
+# Quotes end the match too: in a JSON log line the URL is inside a string, and the line must stay JSON.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#\"'<>]*):[^\s/?#\"'<>]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s\"'<>]*")
 
 
 def redact_url_password(text: str) -> str:
