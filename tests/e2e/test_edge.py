@@ -104,3 +104,14 @@ class TestSlowAndHeavyBodies:
         assert first.startswith(b"HTTP/1.1 200"), first[:300]
         # The budget is given back: the same body is now answered (a duplicate of the first).
         assert httpx.post(service.url + "/webhooks/tripleseat", content=big, headers=headers, timeout=10).json()["status"] == "duplicate"
+
+    def test_incomplete_headers_over_the_header_limit_are_400_and_closed(self, service_env, start_service):
+        service = start_service({**service_env, "TSREVEL_MAX_HEADER_BYTES": "4096"})
+        port = int(service.url.rsplit(":", 1)[1])
+        # Headers that never end: h11 holds at most TSREVEL_MAX_HEADER_BYTES of them, then refuses.
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"POST /webhooks/tripleseat HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"j" * 6000)
+            answer = sock.recv(200)
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        raw = body(definite())
+        assert service.signed_post(raw).json()["status"] == "accepted"
