@@ -30,10 +30,11 @@ from tsrevel.domain import deliveries as st
 from tsrevel.domain.correlation import accept_correlation_id, current_correlation_id
 from tsrevel.domain.deliveries import Delivery, LedgerEntry
 from tsrevel.domain.errors import InvalidRequest, NotFound, PayloadError, SignatureError
-from tsrevel.domain.mapping import MappingFailure
+from tsrevel.domain.mapping import MappingConfig, MappingFailure
 from tsrevel.domain.orders import RevelOrder
 from tsrevel.domain.ports import ACK_SECONDS, Store
 from tsrevel.domain.processing import Processor
+from tsrevel.domain.safety import unknown_allowed_entries
 from tsrevel.entrypoints.body_limits import RETRY_AFTER_S, BodiesInFlightFull, BodyBudget, BodyGuard, BodyTimeout
 from tsrevel.entrypoints.container import Container
 from tsrevel.entrypoints.logs import configure_logging
@@ -594,6 +595,13 @@ def log_settings(settings: Settings) -> None:
         log.warning("TRIPLESEAT_SIGNING_SECRET is unset: webhook signatures are NOT checked")
 
 
+def warn_unknown_allowed_locations(allowed: frozenset[str], mapping: MappingConfig) -> None:
+    """One warning naming the ALLOWED_LOCATIONS entries that match no location or site of the mapping file."""
+    unknown = unknown_allowed_entries(allowed, frozenset(mapping.locations), frozenset(mapping.sites))
+    if unknown:
+        log.warning("ALLOWED_LOCATIONS names entries the mapping file does not have (no event can match them): %s", ", ".join(unknown))
+
+
 def create_app(container: Container, *, run_worker: bool = True, configure_logs: bool = True) -> Litestar:
     """Build the HTTP app around a container; resources open in the lifespan, not here."""
     settings: Settings = container.settings()
@@ -609,6 +617,7 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
         try:
             processor = await _resolve(container.processor())
             runtime.processor = processor
+            warn_unknown_allowed_locations(settings.allowed_locations, processor.mapping)
             if run_worker:
                 runtime.worker = Worker(
                     processor, loops=settings.workers, poll_interval_s=settings.poll_interval_s, wake=await _resolve(container.wake())

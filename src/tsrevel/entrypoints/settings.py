@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import attrs
 
 from tsrevel.domain.errors import ConfigError
+from tsrevel.domain.legacy import LegacyReferences
 from tsrevel.domain.safety import LiveRequirements, live_refusal
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -72,6 +73,8 @@ class Settings:
     retention_days: int = 90
     log_format: str = "json"
     log_level: str = "INFO"
+    # Switch-over from the previous connector (docs/migrating.md)
+    revel_legacy_local_ids: tuple[str, ...] = ()
     crash_at: str | None = None  # test-only seam (TSREVEL_TEST_CRASH_AT), see docs/reliability.md
     # The HTTP edge against slow and heavy clients (docs/deployment.md, "What only a proxy protects").
     body_timeout_s: float = 10.0
@@ -109,7 +112,7 @@ class Settings:
         settings = cls(
             enable_connector=r.boolean("ENABLE_CONNECTOR", True),
             dry_run=r.boolean("DRY_RUN", True),
-            allowed_locations=frozenset(r.id_list("ALLOWED_LOCATIONS")),
+            allowed_locations=frozenset(r.location_list("ALLOWED_LOCATIONS")),
             database_url=r.database_url("TSREVEL_DATABASE_URL", "sqlite:///./var/tsrevel.db"),
             mapping_file=r.text("TSREVEL_MAPPING_FILE") or "./examples/mapping.toml",
             admin_token=r.secret("TSREVEL_ADMIN_TOKEN", min_length=16),
@@ -142,6 +145,7 @@ class Settings:
             retention_days=int(r.number("TSREVEL_RETENTION_DAYS", 90, integer=True, minimum=1)),
             log_format=r.choice("LOG_FORMAT", ("json", "text"), "json"),
             log_level=r.choice("LOG_LEVEL", _LOG_LEVELS, "INFO", upper=True),
+            revel_legacy_local_ids=LegacyReferences.parse(r.raw("REVEL_LEGACY_LOCAL_IDS")).templates,
             crash_at=r.text("TSREVEL_TEST_CRASH_AT"),
             body_timeout_s=r.number("TSREVEL_BODY_TIMEOUT_S", 10.0, minimum=0.1),
             max_inflight_body_bytes=int(r.number("TSREVEL_MAX_INFLIGHT_BODY_BYTES", 64 * 1024 * 1024, integer=True, minimum=1024 * 1024)),
@@ -267,11 +271,26 @@ class _Reader:
     def id_list(self, name: str, default: str = "") -> list[str]:
         value = self.raw(name)
         value = default if value is None else value
-        items = [part.strip() for part in value.split(",") if part.strip()]
+        return self._ids(name, [part.strip() for part in value.split(",") if part.strip()])
+
+    def _ids(self, name: str, items: list[str]) -> list[str]:
         for item in items:
             if not _ID.match(item):
                 raise ConfigError(f"{name}: {item!r} is not an id (comma-separated ids expected)")
         return [str(int(i)) if i.isdigit() else i for i in items]
+
+    def location_list(self, name: str) -> list[str]:
+        """Location ids and ``site:<id>`` entries (ALLOWED_LOCATIONS); ``site:`` is kept as the entry's prefix."""
+        entries = []
+        for part in (self.raw(name) or "").split(","):
+            kind, sep, rest = part.strip().partition(":")
+            if not sep:
+                entries += self._ids(name, [kind]) if kind else []
+            elif kind.strip().lower() == "site" and rest.strip():
+                entries += [f"site:{i}" for i in self._ids(name, [rest.strip()])]
+            else:
+                raise ConfigError(f"{name}: {part.strip()!r} is neither a location id nor site:<id>")
+        return entries
 
     def email(self, name: str) -> str | None:
         value = self.raw(name)
