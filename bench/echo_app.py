@@ -1,7 +1,7 @@
 """The reference for P1: a bare Litestar app that reads the body and answers, served exactly as tsrevel is.
 
 `python -m bench.echo_app --port N` calls uvicorn.run with the same arguments as `tsrevel serve`
-(one process, default loop and HTTP implementation, no access log), so the ratio in P1 is our
+(one process, default loop, the h11 parser and the connection limits, no access log), so the ratio in P1 is our
 code's cost, not the server's.
 """
 
@@ -11,6 +11,9 @@ import argparse
 
 import uvicorn
 from litestar import Litestar, Request, get, post
+
+from tsrevel.entrypoints.http import uvicorn_options
+from tsrevel.entrypoints.settings import Settings
 
 
 @post(["/webhooks/tripleseat", "/webhook"], status_code=200)
@@ -34,7 +37,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None, access_log=False, timeout_graceful_shutdown=15)
+    uvicorn.run(create_app(), host=args.host, port=args.port, **uvicorn_options(Settings()))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import os
 import uvicorn
 
 from tsrevel.entrypoints.container import build_container
-from tsrevel.entrypoints.http import create_app
+from tsrevel.entrypoints.http import create_app, uvicorn_options
 from tsrevel.entrypoints.settings import Settings
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     container = build_container(Settings.from_env(os.environ))
     app = create_app(container, run_worker=False)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, timeout_graceful_shutdown=15)
+    uvicorn.run(app, host=args.host, port=args.port, **uvicorn_options(Settings.from_env(os.environ)))
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ class Connector:
             revel=revel,
             mapping=self._mapping,
             boot_flags=boot_flags(self._settings),
-            settings=processing_settings(self._settings),
+            settings=processing_settings(self._settings, own_revel=False),
             clock=clock or SystemClock(),
             mailer=mailer,
             events=events,
@@ -148,9 +148,11 @@ class Connector:
         from dependency_injector import providers
 
         from tsrevel.adapters.mapping_toml import load_mapping_file
-        from tsrevel.entrypoints.container import build_container
+        from tsrevel.entrypoints.container import build_container, processing_settings
 
         container = build_container(settings)
+        if revel is not None:  # REVEL_* are not what going live depends on: the given adapter is
+            container.processing.override(providers.Object(processing_settings(settings, own_revel=False)))
         mapping = load_mapping_file(settings.mapping_file)
         container.mapping.override(providers.Object(mapping))
         for provider, adapter in (

@@ -64,7 +64,7 @@ class TestVerify:
         result = tsrevel({**service_env, "TSREVEL_ADMIN_TOKEN": "not-the-admin-token-at-all"}, "verify", service.url)
         assert result.exit_code == 1
         assert check_lines(result)["POST /test/webhook"] == "✗"
-        assert "HTTP 403" in result.stdout
+        assert "HTTP 401" in result.stdout  # a wrong token is 401 (issue 11, item 16); 403 means disabled
         assert ADMIN_TOKEN not in result.output
 
     def test_a_service_that_is_not_there_fails_fast(self, service_env):

@@ -164,6 +164,14 @@ class TestFlags:
         assert "--no-dry-run needs REVEL_BASE_URL" in result.output
         assert audit(no_revel) == []
 
+    def test_going_live_without_a_signing_secret_is_refused_with_the_reason_and_changes_nothing(self, env):
+        unsigned = {**env, "DRY_RUN": "true", "TRIPLESEAT_SIGNING_SECRET": None}
+        result = cli(unsigned, "flags", "set", "--no-dry-run", "--reason", "go live")
+        assert result.exit_code == 1, result.output
+        assert "--no-dry-run needs TRIPLESEAT_SIGNING_SECRET" in result.output
+        assert "Traceback" not in result.output
+        assert audit(unsigned) == []
+
     def test_the_levers_work_even_when_the_mapping_file_is_broken(self, env, tmp_path):
         broken = tmp_path / "broken.toml"
         broken.write_text("[locations.201]\nrevel_establishment = 'four'\n")

@@ -73,6 +73,15 @@ def event_gets(server: FakeTripleSeatServer) -> list:
 
 class TestFetch:
     @pytest.mark.anyio
+    async def test_a_lone_surrogate_in_the_fetched_event_becomes_the_replacement_character(self):
+        odd = {**EVENT, "name": "Jon \ud83d Ponder"}  # json.dumps sends it as the escape \\ud83d
+        with FakeTripleSeatServer(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, events={"55521609": odd}) as server:
+            async with httpx.AsyncClient(base_url=server.url, timeout=5.0, trust_env=False) as c:
+                event = await HttpxTripleSeatSource(c, client_id=CLIENT_ID, client_secret=CLIENT_SECRET).fetch_event("55521609", correlation_id="c")
+        assert event.name == "Jon \ufffd Ponder"
+        event.name.encode("utf-8")
+
+    @pytest.mark.anyio
     async def test_the_event_comes_with_its_line_items_as_exact_decimals(self, source, tripleseat):
         event = await source.fetch_event("55521609", correlation_id="corr-fetch")
 

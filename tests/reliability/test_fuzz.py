@@ -296,6 +296,58 @@ def test_R11_any_signed_body_is_answered_200_never_5xx(fuzz_app, payload, junk):
     assert response.json()["status"] in ("accepted", "duplicate", "rejected")
 
 
+# ---- hostile JSON: lone surrogates, deep nesting, absurd numbers (issue 11) ---------------------
+
+HOSTILE_CASES = max(100, TOTAL_CASES // 10)
+LONE_SURROGATES = st.sampled_from(["\\ud800", "\\udfff", "\\ud83d", "x\\ude00y", "\\udbff\\u0041"])
+ABSURD_NUMBERS = st.sampled_from(
+    ["1e999999999", "-1e-999999999", "1" * 5000, "-" + "9" * 4400, "1." + "0" * 5000 + "1", "NaN", "Infinity", "-Infinity", "1E+9999", "0e-99999999999"]
+)
+
+
+@st.composite
+def hostile_bodies(draw: st.DrawFn) -> bytes:
+    """Raw JSON text a library would not produce: escapes and literals spliced into a real payload."""
+    kind = draw(st.sampled_from(["surrogate", "nesting", "number"]))
+    raw = json.dumps(draw(st.one_of(webhook_payloads(), mutated_payloads())))
+    if kind == "nesting":
+        depth = draw(st.sampled_from([50, 500, 5_000, 100_000]))
+        opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))
+        deep = opener * depth + "1" + closer * depth
+        return (raw[:-1] + f', "deep": {deep}}}' if draw(st.booleans()) else deep).encode()
+    # Replace one string or number value of the payload by the hostile token.
+    token = f'"{draw(LONE_SURROGATES)}"' if kind == "surrogate" else draw(ABSURD_NUMBERS)
+    spots = [i for i, ch in enumerate(raw) if ch == ":"]
+    if not spots:
+        return raw.encode()
+    at = draw(st.sampled_from(spots))
+    end = at + 1
+    while end < len(raw) and raw[end] not in ",}]":
+        if raw[end] in "[{":
+            break
+        end += 1
+    return (raw[: at + 1] + " " + token + raw[end:]).encode()
+
+
+@given(raw=hostile_bodies(), path=st.sampled_from(["/webhooks/tripleseat", "/test/webhook", "/test/preview"]))
+@settings(FUZZ, max_examples=HOSTILE_CASES)
+def test_R11_surrogates_deep_nesting_and_absurd_numbers_never_get_a_5xx(fuzz_app, raw, path):
+    note(f"{path} body={raw[:500]!r}")
+    headers = {"X-Signature": sign_body(raw, secret=SIGNING_SECRET), "Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+    response = fuzz_app.client.post(path, content=raw, headers=headers)
+    assert response.status_code < 500, (path, response.status_code, response.text[:500])
+    if path == "/webhooks/tripleseat":
+        assert response.status_code == 200 and response.json()["status"] in ("accepted", "duplicate", "rejected"), response.text[:300]
+
+
+@given(reason=st.one_of(LONE_SURROGATES, ABSURD_NUMBERS.map(lambda n: f'x{n}')))
+@settings(FUZZ, max_examples=20)
+def test_R11_an_admin_reason_with_hostile_text_is_never_a_5xx(fuzz_app, reason):
+    raw = b'{"enable_connector": true, "reason": "' + reason.encode() + b'"}'
+    response = fuzz_app.client.put("/admin/flags", content=raw, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert response.status_code == 200, response.text[:300]
+
+
 # ---- the same R10 cases against the real server --------------------------------------------
 
 

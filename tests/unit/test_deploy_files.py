@@ -134,8 +134,8 @@ class TestCompose:
         assert settings.database_url.startswith("postgresql://") and settings.dry_run
 
     def test_a_production_environment_from_the_shell_flows_through(self) -> None:
-        shell = {"DRY_RUN": "false", "REVEL_BASE_URL": "https://acme.revelup.com", "REVEL_API_KEY": "k", "REVEL_API_SECRET": "s",
-                 "TRIPLESEAT_SIGNING_SECRET": "sig", "ALLOWED_LOCATIONS": "201,site:15691",
+        shell = {"DRY_RUN": "false", "REVEL_BASE_URL": "https://acme.revelup.com", "REVEL_API_KEY": "revel-key-0123", "REVEL_API_SECRET": "revel-secret-0123",
+                 "TRIPLESEAT_SIGNING_SECRET": "signing-secret-0123456789", "ALLOWED_LOCATIONS": "201,site:15691",
                  "REVEL_LEGACY_LOCAL_IDS": "Triple Seat {event_id}"}
         env = {k: substitute(str(v), shell) for k, v in self.spec["services"]["tsrevel"]["environment"].items()}
         settings = Settings.from_env(env)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tsrevel.domain.signature import MAX_HEADER_LENGTH, sign_body, sign_timestamped, verify_signature
+from tsrevel.domain.signature import MAX_HEADER_LENGTH, refusal, sign_body, sign_timestamped, verify_signature
 
 SECRET = "whsec_tripleseat_test_key"
 BODY = b'{"webhook_trigger_type": "STATUS_CHANGE_EVENT", "event": {"id": 55521609, "status": "DEFINITE"}}'
@@ -138,11 +138,13 @@ class TestRefusals:
         with pytest.raises(TypeError):
             sign_timestamped(BODY, SECRET, TIMESTAMP)  # type: ignore[misc]
 
-    def test_uppercase_hex_is_refused(self) -> None:
-        # Documented choice: only canonical encodings verify, so no second header string does.
+    def test_uppercase_hex_is_accepted_and_mixed_case_refused(self) -> None:
+        # Issue 11 item 15: the docs say "hex" without a case, so upper case verifies too; mixed does not.
         good = hex_form(BODY, SECRET)
         assert good.upper() != good
-        assert verify_signature(BODY, good.upper(), secret=SECRET) is False
+        assert verify_signature(BODY, good.upper(), secret=SECRET) is True
+        assert verify_signature(BODY, f"sha256={good.upper()}", secret=SECRET) is True
+        assert verify_signature(BODY, good.upper().replace(good.upper()[-1], "G"), secret=SECRET) is False
         mixed = good[:10].upper() + good[10:]
         assert mixed != good
         assert verify_signature(BODY, mixed, secret=SECRET) is False
@@ -224,3 +226,18 @@ class TestTamperingProperties:
     @given(body=st.binary(max_size=256), header=st.one_of(st.none(), st.text(max_size=2000), st.binary().map(repr)))
     def test_any_header_is_answered_with_a_bool(self, body: bytes, header: str | None) -> None:
         assert verify_signature(body, header, secret=SECRET) in (True, False)
+
+
+class TestRefusal:
+    def test_a_wrong_signature_names_the_forms_tried(self) -> None:
+        assert refusal("0" * 64).endswith("(tried hex (lower or upper case), base64, sha256=<hex>)")
+        assert "t=<unix>,v1=<hex>" in refusal(f"t={TIMESTAMP},v1={'0' * 64}")
+        assert "missing" in refusal(None) and "missing" in refusal("")
+
+    @given(st.text(max_size=200))
+    def test_the_refusal_never_contains_the_expected_value(self, header: str) -> None:
+        expected = [hex_form(BODY, SECRET), base64_padded(BODY, SECRET), sign_timestamped(BODY, secret=SECRET, timestamp=TIMESTAMP)]
+        said = refusal(header)
+        assert said.startswith("missing or invalid X-Signature")
+        for value in expected:
+            assert value not in said and value.upper() not in said and value[:16] not in said

@@ -25,6 +25,7 @@ from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after, withi
 from tsrevel.domain.errors import GatewayError
 from tsrevel.domain.events import TripleSeatEvent
 from tsrevel.domain.ports import Clock, Store
+from tsrevel.domain.text import may_hold_surrogates, without_lone_surrogates
 
 log = logging.getLogger("tsrevel.tripleseat")
 
@@ -267,9 +268,11 @@ class HttpxTripleSeatSource:
 def _json(response: httpx.Response) -> Any:
     """The decoded body, or None when it is not JSON (TripleSeat's HTML login page)."""
     try:
-        return json.loads(response.content, parse_float=Decimal)
+        decoded = json.loads(response.content, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError, ArithmeticError, RecursionError):  # absurd exponents, absurd nesting
         return None
+    # An enriched event is stored and emailed like a webhook's: no lone surrogate may reach the store.
+    return without_lone_surrogates(decoded) if may_hold_surrogates(response.content) else decoded
 
 
 def _fingerprint(seed: str) -> str:

@@ -65,6 +65,14 @@ class InvalidRequest(TsrevelError):
     """An operator request that cannot be carried out as asked (bad state, bad argument)."""
 
 
+class LiveRefused(InvalidRequest):
+    """Going live (dry_run=false) was asked for, but the service is not configured to be live."""
+
+    def __init__(self, needs: str) -> None:
+        self.needs = needs
+        super().__init__(f"dry_run=false needs {needs}")
+
+
 @attrs.frozen
 class GatewayFailure:
     """Why a call to an outside system (Revel, SendGrid, TripleSeat) failed.

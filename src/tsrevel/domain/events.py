@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from tsrevel.domain.errors import PayloadError
+from tsrevel.domain.text import may_hold_surrogates, without_lone_surrogates
 
 # Keys under which captured deliveries and the API directory put the nested object.
 EVENT_KEYS = ("event", "object")
@@ -336,11 +337,13 @@ class WebhookEnvelope:
 def decode_json(body: bytes) -> Any:
     """Decode a JSON document, turning every decoding failure into a PayloadError."""
     try:
-        return json.loads(body, parse_float=Decimal)
+        decoded = json.loads(body, parse_float=Decimal)
     except RecursionError:
         raise PayloadError("$", body[:40], "is nested too deeply to be a TripleSeat payload") from None
     except (UnicodeDecodeError, ValueError, ArithmeticError) as exc:  # 1e999999999999999999999 -> InvalidOperation
         raise PayloadError("$", body[:40], f"is not valid JSON ({exc})") from None
+    # A lone "\ud800" cannot be stored, emailed or logged as UTF-8: it becomes U+FFFD here, once.
+    return without_lone_surrogates(decoded) if may_hold_surrogates(body) else decoded
 
 
 # ---- field parsers: each takes the value and its path, and raises PayloadError on bad input ----

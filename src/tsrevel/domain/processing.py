@@ -21,6 +21,7 @@ from tsrevel.domain.errors import (
     ConfigError,
     GatewayError,
     InvalidRequest,
+    LiveRefused,
     MappingRejected,
     NotFound,
     PayloadError,
@@ -53,7 +54,19 @@ from tsrevel.domain.ports import (
     Store,
 )
 from tsrevel.domain.retry import RetryPolicy
-from tsrevel.domain.safety import Hold, Ignore, OrderPolicy, Process, SafetyFlags, Skip, Withdraw, decide
+from tsrevel.domain.safety import (
+    Hold,
+    Ignore,
+    LiveRequirements,
+    OrderPolicy,
+    Process,
+    SafetyFlags,
+    Skip,
+    Withdraw,
+    decide,
+    live_refusal,
+)
+from tsrevel.domain.signature import refusal as signature_refusal
 from tsrevel.domain.signature import verify_signature
 from tsrevel.domain.window import defer_until, deferred_note, window_opens_at
 
@@ -83,12 +96,19 @@ def no_crash(point: str) -> None:
     """The production crash hook: does nothing."""
 
 
-def resolve_flags(boot: SafetyFlags, overrides: FlagOverrides) -> SafetyFlags:
-    """The flags in force: a stored runtime override wins over the boot-time environment value."""
+def resolve_flags(boot: SafetyFlags, overrides: FlagOverrides, live: LiveRequirements | None = None) -> SafetyFlags:
+    """The flags in force: a stored runtime override wins over the boot-time environment value.
+
+    A stored ``dry_run=false`` (set, say, by another replica that has a signing secret) is not
+    obeyed by a service that may not go live (live_refusal): it stays in dry run.
+    """
+    dry_run = boot.dry_run if overrides.dry_run is None else overrides.dry_run
+    if overrides.dry_run is False and live is not None and live_refusal(live) is not None:
+        dry_run = True
     return attrs.evolve(
         boot,
         enable_connector=boot.enable_connector if overrides.enable_connector is None else overrides.enable_connector,
-        dry_run=boot.dry_run if overrides.dry_run is None else overrides.dry_run,
+        dry_run=dry_run,
     )
 
 
@@ -140,6 +160,8 @@ class ProcessingSettings:
     lease_s: float = 60.0
     email_to: tuple[str, ...] = ()
     signing_secret: str | None = attrs.field(default=None, repr=False)
+    allow_unsigned: bool = False  # TRIPLESEAT_ALLOW_UNSIGNED: may go live without a signing secret
+    revel_missing: tuple[str, ...] = ()  # Revel settings that are unset: going live is refused
     order_window_hours: float | None = None  # ORDER_WINDOW_HOURS: defer events that start further out
 
 
@@ -159,6 +181,7 @@ class Processor:
     unit_random: Callable[[], float] = random.random
     on_accepted: Callable[[], None] | None = None
     metrics: Metrics = attrs.field(factory=NoMetrics)
+    _refused_override_logged: bool = attrs.field(default=False, init=False, repr=False)
     mapping_source: MappingSource | None = None  # the file reload_mapping() reads again
     mapping_loaded_at: datetime | None = None
     mapping_generation: int | None = None  # the last reload adopted; None until the store was first asked
@@ -175,7 +198,7 @@ class Processor:
         if secret is None:
             return
         if not verify_signature(body, signature, secret=secret):
-            raise SignatureError("missing or invalid X-Signature")
+            raise SignatureError(signature_refusal(signature))
 
     async def accept(
         self, body: bytes, *, signature: str | None, correlation_id: str, header_names: tuple[str, ...] = ()
@@ -255,9 +278,29 @@ class Processor:
 
     # ---- flags ------------------------------------------------------------------------------
 
+    @property
+    def live_requirements(self) -> LiveRequirements:
+        return LiveRequirements(
+            signed=self.settings.signing_secret is not None,
+            allow_unsigned=self.settings.allow_unsigned,
+            revel_missing=self.settings.revel_missing,
+        )
+
+    def live_refused(self) -> str | None:
+        """What going live still needs here (None when this service may write to Revel)."""
+        return live_refusal(self.live_requirements)
+
     async def flags(self) -> SafetyFlags:
         """The flags in force now, read from the store every time so every replica agrees."""
-        return resolve_flags(self.boot_flags, await self.store.get_flags())
+        overrides = await self.store.get_flags()
+        flags = resolve_flags(self.boot_flags, overrides, self.live_requirements)
+        if overrides.dry_run is False and flags.dry_run and not self._refused_override_logged:
+            self._refused_override_logged = True  # once per process, not once per delivery
+            log.warning(
+                "a stored runtime override says dry_run=false, but this service stays in dry run: it needs %s",
+                self.live_refused(),
+            )
+        return flags
 
     # ---- the worker's step ------------------------------------------------------------------
 
@@ -425,6 +468,10 @@ class Processor:
     async def set_flags(
         self, *, enable_connector: bool | None, dry_run: bool | None, actor: str, reason: str
     ) -> SafetyFlags:
+        """Store runtime overrides (audited); raises LiveRefused when dry_run=false is not allowed here."""
+        if dry_run is False and (needs := self.live_refused()) is not None:
+            log.warning("runtime flags: dry_run=false refused for %s: needs %s", actor, needs)
+            raise LiveRefused(needs)
         now = self.clock.now()
         await self.store.set_flags(enable_connector=enable_connector, dry_run=dry_run, actor=actor, reason=reason, now=now)
         detail = ", ".join(

@@ -122,3 +122,35 @@ def decide(envelope: WebhookEnvelope, flags: SafetyFlags, policy: OrderPolicy = 
     if withdrawing:
         return Withdraw(f"event {event.id} {'deleted' if trigger in WITHDRAW_TRIGGERS else 'marked LOST'}")
     return Process(dry_run=flags.dry_run)
+
+
+@attrs.frozen(kw_only=True)
+class LiveRequirements:
+    """What going live (``DRY_RUN=false``) depends on, as configured at start-up.
+
+    signed: TRIPLESEAT_SIGNING_SECRET is set; allow_unsigned: TRIPLESEAT_ALLOW_UNSIGNED=true;
+    revel_missing: the Revel settings that are unset (empty when the Revel in use is configured).
+    """
+
+    signed: bool
+    allow_unsigned: bool = False
+    revel_missing: tuple[str, ...] = ()
+
+
+def live_refusal(requirements: LiveRequirements) -> str | None:
+    """What going live still needs, or None when DRY_RUN=false is allowed; the one rule for every way in.
+
+    Start-up (Settings), ``PUT /admin/flags``, ``tsrevel flags set --no-dry-run``, the library and a
+    stored runtime override all ask this function, so an unsigned service never writes to Revel.
+    """
+    if requirements.revel_missing:
+        names = list(requirements.revel_missing)
+        spelled = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return f"{spelled} to be configured (tsrevel writes to Revel)"
+    if not requirements.signed and not requirements.allow_unsigned:
+        return (
+            "TRIPLESEAT_SIGNING_SECRET to be set, so that only TripleSeat can make orders "
+            "(or TRIPLESEAT_ALLOW_UNSIGNED=true to accept unsigned webhooks on purpose)"
+        )
+    return None
+

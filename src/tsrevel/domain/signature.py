@@ -22,7 +22,7 @@ def sign_timestamped(body: bytes, *, secret: str | bytes, timestamp: int) -> str
 
 
 def verify_signature(body: bytes, header: str | None, *, secret: str | bytes) -> bool:
-    """True when header is a valid HMAC-SHA256 of body in hex, base64 or ``t=,v1=`` form.
+    """True when header is a valid HMAC-SHA256 of body in hex (either case), base64 or ``t=,v1=`` form.
 
     The exact form TripleSeat uses is unconfirmed (DESIGN.md §1), so each plausible encoding is
     accepted; every comparison is constant-time and any malformed header is simply False.
@@ -41,6 +41,25 @@ def verify_signature(body: bytes, header: str | None, *, secret: str | bytes) ->
     digest = hmac.new(key, body, hashlib.sha256).digest()
     candidate = _decode_digest(text)
     return candidate is not None and hmac.compare_digest(candidate, digest)
+
+
+def forms_tried(header: str | None) -> tuple[str, ...]:
+    """The encodings verify_signature compared a header against, for the 401 answer (never the expected value)."""
+    if header is None or not isinstance(header, str) or not header:
+        return ()
+    if header.startswith("t=") or ",v1=" in header:
+        return ("t=<unix>,v1=<hex> over '<t>.<body>'",)
+    return ("hex (lower or upper case)", "base64", "sha256=<hex>")
+
+
+def refusal(header: str | None) -> str:
+    """Why a header was refused, naming the forms tried; says nothing about the value that would verify."""
+    tried = forms_tried(header)
+    if not tried:
+        return "missing or invalid X-Signature: the header is missing or empty"
+    if len(header or "") > MAX_HEADER_LENGTH or not (header or "").isascii():
+        return f"missing or invalid X-Signature: longer than {MAX_HEADER_LENGTH} characters or not ASCII"
+    return f"missing or invalid X-Signature: no HMAC-SHA256 of the raw body matched (tried {', '.join(tried)})"
 
 
 def _verify_timestamped(body: bytes, text: str, key: bytes) -> bool:
@@ -64,13 +83,14 @@ def _verify_timestamped(body: bytes, text: str, key: bytes) -> bool:
 
 
 def _decode_digest(text: str) -> bytes | None:
-    """Decode a 32-byte digest from lowercase hex or canonical standard base64.
+    """Decode a 32-byte digest from hex (all lower or all upper case) or canonical standard base64.
 
-    Only canonical spellings are accepted, so that no other string decodes to the same digest:
-    uppercase hex and base64 with stray trailing bits are refused.
+    Only these spellings are accepted, so that few other strings decode to the same digest:
+    mixed-case hex and base64 with stray trailing bits are refused. Upper case is accepted
+    because "hex" in TripleSeat's docs does not say which case (issue 11).
     """
     if len(text) == 64:
-        if text != text.lower():
+        if text != text.lower() and text != text.upper():
             return None
         try:
             return bytes.fromhex(text)

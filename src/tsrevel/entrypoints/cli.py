@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import click
 
 from tsrevel.domain import deliveries as st
-from tsrevel.domain.errors import ConfigError, GatewayError, MappingRejected, NotFound, StoreUnavailable, TsrevelError
+from tsrevel.domain.errors import ConfigError, GatewayError, LiveRefused, MappingRejected, NotFound, StoreUnavailable, TsrevelError
 from tsrevel.entrypoints import console
 from tsrevel.entrypoints.console import echo_table, mark, when
 from tsrevel.entrypoints.settings import Settings
@@ -52,14 +52,15 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True, help="Address to listen on (env HOST; the flag wins).")
+@click.option("--port", envvar="PORT", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (env PORT, as a PaaS sets it; the flag wins; 0 picks a free one).")
 def serve(host: str, port: int) -> None:
     """Run the HTTP service and its worker until SIGTERM."""
     import uvicorn
 
     from tsrevel.entrypoints.container import build_container
-    from tsrevel.entrypoints.http import create_app
+    from tsrevel.entrypoints.http import create_app, uvicorn_options
 
     settings = load_settings()
     container = build_container(settings)
@@ -69,7 +70,10 @@ def serve(host: str, port: int) -> None:
         click.echo(f"tsrevel: configuration error: {exc}", err=True)
         sys.exit(2)
     _check_database(settings)
-    url = f"http://{host}:{port}"
+    # Bind before the banner: a port in use is one line and exit 2, not a banner then a traceback.
+    sock = _listen(host, port)
+    bound_port = sock.getsockname()[1]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"
     click.echo(f"tsrevel {__version__} serving on {url} (DRY_RUN={settings.dry_run}, ENABLE_CONNECTOR={settings.enable_connector})", err=True)
     click.echo("Send the example webhook:", err=True)
     if settings.signing_secret:
@@ -96,7 +100,31 @@ def serve(host: str, port: int) -> None:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler that
     # was there before it: make that handler a clean exit, so a stop after draining is exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=15)
+    uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings))).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> Any:
+    """A listening socket on host:port, or one line saying why not (and what to do) and exit 2."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} (check --host or HOST)", 2)
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart over TIME_WAIT
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            _fail(f"cannot listen on {host}:{port}: the port is already in use; pick another with --port N or PORT=N (or stop what holds it)", 2)
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} (check --host/HOST and --port/PORT)", 2)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _check_database(settings: Settings) -> None:
@@ -177,6 +205,8 @@ def _run(
         _fail(f"configuration error: {exc}", 2)
     except GatewayError as exc:
         _fail(f"{exc}", 2)
+    except LiveRefused as exc:  # the going-live rule of domain/safety.py, asked by the use case
+        _fail(f"--no-dry-run needs {exc.needs}", 1)
     except TsrevelError as exc:  # OperatorError, InvalidRequest, NotFound: refused, with the reason
         _fail(str(exc), 1)
     raise AssertionError("unreachable")  # _fail exits
@@ -188,17 +218,19 @@ def _fail(message: str, code: int) -> None:
 
 
 def _flags_rows(flags: Any, overrides: Any) -> list[list[str]]:
-    def source(value: bool | None) -> str:
+    def source(value: bool | None, in_force: bool | None = None) -> str:
         if value is None:
             return "environment"
-        return f"runtime override by {overrides.actor} at {when(overrides.updated_at)}: {overrides.reason}"
+        said = f"runtime override by {overrides.actor} at {when(overrides.updated_at)}: {overrides.reason}"
+        # A stored dry_run=false that this service may not obey (no signing secret): it stays in dry run.
+        return said if in_force is None or in_force == value else f"{said} (refused here: going live is not allowed, see the log)"
 
     def shown(value: bool) -> str:
         return "true" if value else "false"
 
     return [
         ["ENABLE_CONNECTOR", shown(flags.enable_connector), source(overrides.enable_connector)],
-        ["DRY_RUN", shown(flags.dry_run), source(overrides.dry_run)],
+        ["DRY_RUN", shown(flags.dry_run), source(overrides.dry_run, flags.dry_run)],
         ["ALLOWED_LOCATIONS", ",".join(sorted(flags.allowed_locations)) or "(every mapped location)", "environment"],
     ]
 
@@ -303,8 +335,6 @@ def flags_set(enable_connector: bool | None, dry_run: bool | None, reason: str, 
     if enable_connector is None and dry_run is None:
         raise click.UsageError("give --enable-connector/--disable-connector and/or --dry-run/--no-dry-run")
     settings = load_settings()
-    if dry_run is False and not settings.revel_configured:
-        _fail("--no-dry-run needs REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET to be configured", 1)
 
     async def act(session: Any) -> tuple[Any, Any]:
         await session.processor.set_flags(enable_connector=enable_connector, dry_run=dry_run, actor=actor, reason=reason)

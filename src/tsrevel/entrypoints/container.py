@@ -180,7 +180,8 @@ def make_crash_hook(crash_at: str | None) -> Callable[[str], None]:
     return crash
 
 
-def processing_settings(settings: Settings) -> ProcessingSettings:
+def processing_settings(settings: Settings, *, own_revel: bool = True) -> ProcessingSettings:
+    """The use cases' knobs; own_revel=False when the caller supplies its Revel adapter (REVEL_* unused)."""
     return ProcessingSettings(
         order_policy=OrderPolicy(order_on_statuses=settings.order_on_statuses),
         unmapped_items=settings.unmapped_items,
@@ -199,6 +200,8 @@ def processing_settings(settings: Settings) -> ProcessingSettings:
         lease_s=settings.lease_s,
         email_to=settings.email_to,
         signing_secret=settings.signing_secret,
+        allow_unsigned=settings.allow_unsigned,
+        revel_missing=settings.revel_missing if own_revel else (),
         order_window_hours=settings.order_window_hours,
     )
 
@@ -238,6 +241,7 @@ class Container(containers.DeclarativeContainer):
     # One registry per container (so per app): tests build many apps in one process.
     metrics = providers.Singleton(PrometheusMetrics)
 
+    processing = providers.Callable(processing_settings, settings)
     processor = providers.Singleton(
         Processor,
         store=store,
@@ -245,7 +249,7 @@ class Container(containers.DeclarativeContainer):
         revel=providers.Singleton(legacy_lookup, providers.Singleton(metered_revel, revel, metrics), settings, mapping),
         mapping=mapping,
         boot_flags=providers.Callable(boot_flags, settings),
-        settings=providers.Callable(processing_settings, settings),
+        settings=processing,
         clock=clock,
         mailer=providers.Singleton(metered_mailer, mailer, metrics),
         events=events,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -15,12 +16,16 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import attrs
-from litestar import Litestar, MediaType, Request, Response, Router, delete, get, post, put
+from litestar import HttpMethod, Litestar, MediaType, Request, Response, Router, delete, get, post, put, route
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.enums import ParamType
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
+from litestar.openapi.spec import Components, OpenAPIMediaType, OpenAPIType, Operation, Parameter, RequestBody, Schema, SecurityScheme
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,6 +45,7 @@ from tsrevel.domain.orders import RevelOrder
 from tsrevel.domain.ports import ACK_SECONDS, Store
 from tsrevel.domain.processing import MappingStatus, Processor
 from tsrevel.domain.safety import unknown_allowed_entries
+from tsrevel.entrypoints.body_limits import RETRY_AFTER_S, BodiesInFlightFull, BodyBudget, BodyGuard, BodyTimeout
 from tsrevel.entrypoints.container import Container, database_location
 from tsrevel.entrypoints.logs import configure_logging
 from tsrevel.entrypoints.operator import mapped_order
@@ -51,13 +57,22 @@ log = logging.getLogger("tsrevel.http")
 
 MAX_BODY_BYTES = 1024 * 1024
 HEADER_NAMES_LOGGED = 20  # deliveries whose header names are logged, to learn what TripleSeat sends
+HEADER_NAMES_PER_LINE = 64
 CORRELATION_HEADER = "x-correlation-id"
 # A delivery id the stores can hold (SQL BIGINT); a larger one is a 400, not an overflow and a 500.
 DeliveryId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 
 
 class AdminForbidden(Exception):
-    """The admin bearer token is missing, wrong, or admin endpoints are disabled."""
+    """Admin and test endpoints are disabled (no TSREVEL_ADMIN_TOKEN): 403, whatever the credentials."""
+
+
+class AdminUnauthorized(Exception):
+    """The admin bearer token is missing or wrong: 401 with a Bearer challenge."""
+
+
+class BadQuery(Exception):
+    """A query parameter with a value the endpoint does not take: 400 naming the allowed values."""
 
 
 @attrs.define
@@ -123,7 +138,9 @@ def correlation_id() -> str:
 def _error(status: int, message: str, *, cid: str | None = None, **extra: Any) -> Response[dict[str, Any]]:
     cid = cid or correlation_id()
     # The header too: a 404/405 for an unknown route is answered before CorrelationMiddleware runs.
-    return Response({"error": message, "correlation_id": cid, **extra}, status_code=status, headers={"X-Correlation-ID": cid})
+    return Response(
+        {"error": message, "correlation_id": cid, **extra}, status_code=status, headers={"X-Correlation-ID": cid}, media_type=MediaType.JSON
+    )
 
 
 def _signature_error(_: Request, exc: SignatureError) -> Response[dict[str, Any]]:
@@ -162,13 +179,48 @@ def _forbidden(_: Request, exc: AdminForbidden) -> Response[dict[str, Any]]:
     return _error(403, str(exc))
 
 
+def _unauthorized(_: Request, exc: AdminUnauthorized) -> Response[dict[str, Any]]:
+    response = _error(401, str(exc))
+    response.headers["WWW-Authenticate"] = 'Bearer realm="tsrevel admin"'
+    return response
+
+
+def _bad_query(_: Request, exc: BadQuery) -> Response[dict[str, Any]]:
+    return _error(400, str(exc))
+
+
 def _http_exception(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     extra = {"detail": exc.extra} if isinstance(exc, ValidationException) and exc.extra else {}
     cid = current_correlation_id.get() or accept_correlation_id(request.headers.get(CORRELATION_HEADER))
     return _error(exc.status_code, exc.detail, cid=cid, **extra)
 
 
+def _unhandled(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    """A bug or an outage nobody mapped: logged once with its traceback, answered in our shape."""
+    cid = current_correlation_id.get() or accept_correlation_id(request.headers.get(CORRELATION_HEADER))
+    log.error(
+        "unhandled %s in %s %s: %s", type(exc).__name__, request.method, request.url.path, exc,
+        exc_info=exc, extra={"correlation_id": cid},
+    )
+    return _error(500, f"internal error ({type(exc).__name__}); the log has the details under this correlation id", cid=cid)
+
+
+def _body_timeout(_: Request, exc: BodyTimeout) -> Response[dict[str, Any]]:
+    response = _error(408, str(exc))
+    response.headers["Connection"] = "close"  # the rest of the body may still be on its way
+    return response
+
+
+def _bodies_in_flight_full(_: Request, exc: BodiesInFlightFull) -> Response[dict[str, Any]]:
+    response = _error(503, str(exc))
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    response.headers["Connection"] = "close"
+    return response
+
+
 EXCEPTION_HANDLERS = {
+    BodyTimeout: _body_timeout,
+    BodiesInFlightFull: _bodies_in_flight_full,
     SignatureError: _signature_error,
     PayloadError: _payload_error,
     NotFound: _not_found,
@@ -176,10 +228,81 @@ EXCEPTION_HANDLERS = {
     StoreUnavailable: _store_unavailable,
     MappingRejected: _mapping_rejected,
     AdminForbidden: _forbidden,
+    AdminUnauthorized: _unauthorized,
+    BadQuery: _bad_query,
     NotAuthorizedException: _http_exception,
     PermissionDeniedException: _http_exception,
     HTTPException: _http_exception,
+    Exception: _unhandled,
 }
+
+
+# ---- the OpenAPI document: what the raw-body handlers read, said where Litestar cannot see it ------
+
+
+def _body(description: str, schema: Schema) -> RequestBody:
+    return RequestBody(content={"application/json": OpenAPIMediaType(schema=schema)}, description=description, required=True)
+
+
+def _documented(body: RequestBody, *headers: Parameter) -> type[Operation]:
+    """An Operation that also describes a body read with request.body() (and any headers read by hand)."""
+
+    @dataclasses.dataclass
+    class DocumentedOperation(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = self.request_body or body
+            if headers:
+                self.parameters = [*(self.parameters or []), *headers]
+
+    return DocumentedOperation
+
+
+_WEBHOOK_BODY = _body(
+    "A TripleSeat webhook: the JSON object TripleSeat posts (webhook_trigger_type and the event), as raw bytes.",
+    Schema(type=OpenAPIType.OBJECT, required=["webhook_trigger_type"], properties={
+        "webhook_trigger_type": Schema(type=OpenAPIType.STRING, examples=["STATUS_CHANGE_EVENT"]),
+        "event": Schema(type=OpenAPIType.OBJECT, description="The TripleSeat event (alias: object)."),
+    }),
+)
+_SIGNATURE_HEADER = Parameter(
+    name="X-Signature", param_in=ParamType.HEADER, required=False, schema=Schema(type=OpenAPIType.STRING),
+    description="HMAC-SHA256 of the raw body with TRIPLESEAT_SIGNING_SECRET, as hex (either case), base64, "
+    "sha256=<hex> or t=<unix>,v1=<hex> over '<t>.<body>'. Required when a signing secret is set.",
+)
+_FLAGS_BODY = _body(
+    "Runtime overrides; at least one flag. dry_run=false is refused (409) unless the service may go live.",
+    Schema(type=OpenAPIType.OBJECT, additional_properties=False, properties={
+        "enable_connector": Schema(type=OpenAPIType.BOOLEAN),
+        "dry_run": Schema(type=OpenAPIType.BOOLEAN),
+        "reason": Schema(type=OpenAPIType.STRING, max_length=500, description="Why, for the audit log."),
+    }),
+)
+_REPLAY_BODY = _body(
+    "Which deliveries to re-queue.",
+    Schema(type=OpenAPIType.OBJECT, required=["state"], properties={
+        "state": Schema(type=OpenAPIType.STRING, enum=sorted(st.REPLAYABLE_STATES)),
+    }),
+)
+BEARER_SCHEME = "BearerToken"
+
+
+def _schema_not_found_in_our_shape(response: Response[Any]) -> Response[Any]:
+    """Litestar answers an unknown /schema/... path (a UI we do not serve) with an HTML page: ours instead."""
+    if response.status_code == 404 and response.media_type == MediaType.HTML:
+        return _error(404, "not found: only /schema/openapi.json and /schema/openapi.yaml are served (no documentation UI)")
+    return response
+
+
+def openapi_config() -> OpenAPIConfig:
+    """Only the schema files: the documentation UIs Litestar can render load their scripts from a CDN."""
+    return OpenAPIConfig(
+        title="tsrevel", version=__version__, path="/schema",
+        render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()],
+        openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, after_request=_schema_not_found_in_our_shape),
+        components=Components(security_schemes={
+            BEARER_SCHEME: SecurityScheme(type="http", scheme="bearer", description="TSREVEL_ADMIN_TOKEN"),
+        }),
+    )
 
 
 # ---- JSON views of domain records -----------------------------------------------------------
@@ -228,7 +351,10 @@ def order_view(entry: LedgerEntry | None) -> dict[str, Any] | None:
 # ---- handlers -----------------------------------------------------------------------------
 
 
-@post(["/webhooks/tripleseat", "/webhook"], status_code=200, summary="Receive a TripleSeat webhook")
+@post(
+    ["/webhooks/tripleseat", "/webhook"], status_code=200, summary="Receive a TripleSeat webhook",
+    operation_class=_documented(_WEBHOOK_BODY, _SIGNATURE_HEADER),
+)
 async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> dict[str, Any]:
     """Verify X-Signature over the raw body, store the delivery durably, then answer; no outside call."""
     # One dependency, not two: Litestar resolves two or more in an anyio task group per request,
@@ -237,15 +363,16 @@ async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDepende
     started = time.perf_counter()
     body = await request.body()
     names = tuple(sorted({k.lower() for k in request.headers.keys()}))
-    runtime.deliveries_seen += 1
-    if runtime.deliveries_seen <= HEADER_NAMES_LOGGED:
-        log.info("webhook header names: %s", ", ".join(names))  # names only, never values
     outcome = "error"
     try:
         result = await processor.accept(
             body, signature=request.headers.get("x-signature"), correlation_id=correlation_id(), header_names=names
         )
         outcome = result.status
+        # Only once the signature verified: an anonymous caller must not be able to fill the log.
+        runtime.deliveries_seen += 1
+        if runtime.deliveries_seen <= HEADER_NAMES_LOGGED:
+            log.info("webhook header names: %s", _names_line(names))  # names only, never values
     except SignatureError:
         outcome = "unauthorized"
         raise
@@ -260,6 +387,12 @@ async def receive_webhook(request: Request[Any, Any, Any], runtime: NamedDepende
     if result.reason:
         answer["reason"] = result.reason
     return answer
+
+
+def _names_line(names: tuple[str, ...]) -> str:
+    shown = ", ".join(name[:100] for name in names[:HEADER_NAMES_PER_LINE])
+    more = len(names) - HEADER_NAMES_PER_LINE
+    return f"{shown} (and {more} more)" if more > 0 else shown
 
 
 @get("/health", summary="Liveness and the flags in force")
@@ -295,7 +428,7 @@ async def ready(processor: NamedDependency[Processor], runtime: NamedDependency[
     return Response({"status": "ready"}, status_code=200)
 
 
-@get("/metrics", media_type=MediaType.TEXT, summary="Prometheus metrics")
+@route("/metrics", http_method=[HttpMethod.GET, HttpMethod.HEAD], media_type=MediaType.TEXT, summary="Prometheus metrics")
 async def metrics(processor: NamedDependency[Processor]) -> str:
     from tsrevel.entrypoints.metrics import render_metrics
 
@@ -305,7 +438,7 @@ async def metrics(processor: NamedDependency[Processor]) -> str:
 # ---- admin and test endpoints (bearer token) ---------------------------------------------
 
 
-@post("/test/webhook", status_code=200, summary="Process a payload now and answer with the whole trace")
+@post("/test/webhook", status_code=200, summary="Process a payload now and answer with the whole trace", operation_class=_documented(_WEBHOOK_BODY))
 async def test_webhook(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
     body = await request.body()
     trace = await processor.run_now(body, correlation_id=correlation_id())
@@ -324,7 +457,10 @@ async def test_webhook(request: Request[Any, Any, Any], processor: NamedDependen
     }
 
 
-@post("/test/preview", status_code=200, summary="Map a payload to a Revel order without storing or sending anything")
+@post(
+    "/test/preview", status_code=200, summary="Map a payload to a Revel order without storing or sending anything",
+    operation_class=_documented(_WEBHOOK_BODY),
+)
 async def preview(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
     from tsrevel.domain.events import decode_json
 
@@ -349,7 +485,7 @@ async def admin_status(processor: NamedDependency[Processor]) -> dict[str, Any]:
     return {
         "flags": {
             "enable_connector": {"value": flags.enable_connector, "source": "runtime override" if overrides.enable_connector is not None else "environment"},
-            "dry_run": {"value": flags.dry_run, "source": "runtime override" if overrides.dry_run is not None else "environment"},
+            "dry_run": {"value": flags.dry_run, "source": _dry_run_source(overrides.dry_run, flags.dry_run, processor)},
             "allowed_locations": {"value": sorted(flags.allowed_locations), "source": "environment"},
             "override": {"actor": overrides.actor, "reason": overrides.reason, "updated_at": _iso(overrides.updated_at)},
         },
@@ -389,6 +525,14 @@ async def reload_mapping(request: Request[Any, Any, Any], processor: NamedDepend
     return {"reloaded": True, "mapping": mapping_view(status)}
 
 
+def _dry_run_source(override: bool | None, in_force: bool, processor: Processor) -> str:
+    if override is None:
+        return "environment"
+    if override != in_force:  # a stored dry_run=false that this (unsigned) service does not obey
+        return f"runtime override dry_run=false refused here: needs {processor.live_refused()}"
+    return "runtime override"
+
+
 @attrs.frozen
 class FlagsChange:
     enable_connector: bool | None = None
@@ -417,11 +561,10 @@ def _parse_flags_body(raw: bytes) -> FlagsChange:
     return change
 
 
-@put("/admin/flags", status_code=200, summary="Set runtime overrides of ENABLE_CONNECTOR and DRY_RUN")
-async def put_flags(request: Request[Any, Any, Any], processor: NamedDependency[Processor], settings: NamedDependency[Settings]) -> dict[str, Any]:
+@put("/admin/flags", status_code=200, summary="Set runtime overrides of ENABLE_CONNECTOR and DRY_RUN", operation_class=_documented(_FLAGS_BODY))
+async def put_flags(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
     change = _parse_flags_body(await request.body())
-    if change.dry_run is False and not settings.revel_configured:
-        raise InvalidRequest("dry_run=false needs REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET to be configured")
+    # dry_run=false on a service that may not go live raises LiveRefused (409) in the use case.
     flags = await processor.set_flags(
         enable_connector=change.enable_connector, dry_run=change.dry_run, actor="admin-api", reason=change.reason or "(no reason given)"
     )
@@ -443,7 +586,7 @@ async def list_deliveries(
     # "state" is a reserved handler parameter name in Litestar, hence the alias.
     state = state_filter
     if state is not None and state not in st.STATES:
-        raise InvalidRequest(f"state {state!r} is not one of {', '.join(st.STATES)}")
+        raise BadQuery(f"state: {state!r} is not one of {', '.join(st.STATES)}")
     limit = max(1, min(limit, 500))
     items = await processor.store.list_deliveries(state=state, limit=limit)
     return {"deliveries": [delivery_view(d) for d in items], "count": len(items)}
@@ -473,7 +616,10 @@ async def replay_one(processor: NamedDependency[Processor], delivery_id: Deliver
     return {"count": 1, "delivery_id": delivery_id}
 
 
-@post("/admin/replay", status_code=200, summary="Re-queue every delivery in a state (held, skipped, dead, dry_run), in arrival order")
+@post(
+    "/admin/replay", status_code=200, summary="Re-queue every delivery in a state (held, skipped, dead, dry_run), in arrival order",
+    operation_class=_documented(_REPLAY_BODY),
+)
 async def replay_many(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
     from tsrevel.domain.events import decode_json
 
@@ -497,7 +643,7 @@ def _admin_guard(settings: Settings):  # noqa: ANN202 - a Litestar guard
         given = connection.headers.get("authorization", "")
         scheme, _sep, value = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-            raise AdminForbidden("missing or wrong admin bearer token")
+            raise AdminUnauthorized("missing or wrong admin bearer token (Authorization: Bearer <TSREVEL_ADMIN_TOKEN>)")
 
     return guard
 
@@ -554,7 +700,7 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
         route_handlers=[test_webhook, preview, admin_status, put_flags, delete_flags, list_deliveries, get_delivery, replay_one, replay_many,
                         reload_mapping],
         guards=[_admin_guard(settings)],
-        security=[{"BearerToken": []}],
+        security=[{BEARER_SCHEME: []}],
     )
     return Litestar(
         route_handlers=[receive_webhook, health, ready, metrics, admin],
@@ -564,10 +710,15 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
             "runtime": Provide(lambda: runtime, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[CorrelationMiddleware],
+        middleware=[
+            CorrelationMiddleware,
+            DefineMiddleware(
+                BodyGuard, timeout_s=settings.body_timeout_s, budget=BodyBudget(settings.max_inflight_body_bytes), max_body_bytes=MAX_BODY_BYTES
+            ),
+        ],
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,
-        openapi_config=OpenAPIConfig(title="tsrevel", version=__version__, path="/schema"),
+        openapi_config=openapi_config(),
         logging_config=None,
     )
 
@@ -594,6 +745,19 @@ def _reload_mapping_on_sighup(processor: Processor) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
     except (NotImplementedError, RuntimeError, ValueError, AttributeError):
         pass  # not the main thread (a test client) or no SIGHUP here: the HTTP and CLI reloads remain
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How tsrevel runs uvicorn: its logging off (ours is on), and the connection limits of docs/configuration.md."""
+    return {
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 15,
+        "http": "h11",  # the parser whose header-size limit is set here (httptools would ignore it)
+        "limit_concurrency": settings.max_connections,  # over it: 503 at once, nothing read
+        "timeout_keep_alive": settings.keep_alive_s,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,  # request line + headers
+    }
 
 
 async def _resolve(value: Any) -> Any:

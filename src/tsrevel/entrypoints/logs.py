@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from tsrevel.domain.correlation import current_correlation_id, current_delivery_id
+from tsrevel.entrypoints.settings import redact_url_password
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 REDACTED = "[REDACTED]"
@@ -62,10 +63,16 @@ class TextFormatter(logging.Formatter):
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of a secret value; the last line of defence, not the first."""
+    """Replace every occurrence of a secret value; the last line of defence, not the first.
+
+    A lone surrogate (from a message or an exception) is escaped too: the line must encode as UTF-8.
+    """
     for secret in secrets:
         if secret and secret in text:
             text = text.replace(secret, REDACTED)
+    text = redact_url_password(text)  # a user:password@ in any URL (an error message, a driver's DSN)
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
 
 

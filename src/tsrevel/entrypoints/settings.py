@@ -9,12 +9,16 @@ import attrs
 
 from tsrevel.domain.errors import ConfigError
 from tsrevel.domain.legacy import LegacyReferences
+from tsrevel.domain.safety import LiveRequirements, live_refusal
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# A third-party credential shorter than this is implausible (a typo, a placeholder), and is refused.
+CREDENTIAL_MIN_LENGTH = 8
 
 # Variables whose values are never printed, logged or answered.
 SECRET_FIELDS = frozenset(
@@ -74,10 +78,26 @@ class Settings:
     # Switch-over from the previous connector (docs/migrating.md)
     revel_legacy_local_ids: tuple[str, ...] = ()
     crash_at: str | None = None  # test-only seam (TSREVEL_TEST_CRASH_AT), see docs/reliability.md
+    # The HTTP edge against slow and heavy clients (docs/deployment.md, "What only a proxy protects").
+    body_timeout_s: float = 10.0
+    max_inflight_body_bytes: int = 64 * 1024 * 1024
+    max_connections: int = 1000
+    keep_alive_s: float = 5.0
+    max_header_bytes: int = 32 * 1024
 
     @property
     def revel_configured(self) -> bool:
         return bool(self.revel_base_url and self.revel_api_key and self.revel_api_secret)
+
+    @property
+    def revel_missing(self) -> tuple[str, ...]:
+        """The Revel variables that are unset (going live needs all three)."""
+        pairs = (("REVEL_BASE_URL", self.revel_base_url), ("REVEL_API_KEY", self.revel_api_key), ("REVEL_API_SECRET", self.revel_api_secret))
+        return tuple(name for name, value in pairs if not value)
+
+    @property
+    def live_requirements(self) -> LiveRequirements:
+        return LiveRequirements(signed=self.signing_secret is not None, allow_unsigned=self.allow_unsigned, revel_missing=self.revel_missing)
 
     @property
     def sendgrid_configured(self) -> bool:
@@ -98,16 +118,16 @@ class Settings:
             database_url=r.database_url("TSREVEL_DATABASE_URL", "sqlite:///./var/tsrevel.db"),
             mapping_file=r.text("TSREVEL_MAPPING_FILE") or "./examples/mapping.toml",
             admin_token=r.secret("TSREVEL_ADMIN_TOKEN", min_length=16),
-            signing_secret=r.secret("TRIPLESEAT_SIGNING_SECRET"),
+            signing_secret=r.secret("TRIPLESEAT_SIGNING_SECRET", min_length=16),
             allow_unsigned=r.boolean("TRIPLESEAT_ALLOW_UNSIGNED", False),
             tripleseat_api_url=r.url("TRIPLESEAT_API_URL") or "https://api.tripleseat.com",
             tripleseat_client_id=r.text("TRIPLESEAT_CLIENT_ID"),
-            tripleseat_client_secret=r.secret("TRIPLESEAT_CLIENT_SECRET"),
-            tripleseat_refresh_token=r.secret("TRIPLESEAT_REFRESH_TOKEN"),
+            tripleseat_client_secret=r.secret("TRIPLESEAT_CLIENT_SECRET", min_length=CREDENTIAL_MIN_LENGTH),
+            tripleseat_refresh_token=r.secret("TRIPLESEAT_REFRESH_TOKEN", min_length=CREDENTIAL_MIN_LENGTH),
             revel_base_url=r.url("REVEL_BASE_URL"),
-            revel_api_key=r.secret("REVEL_API_KEY"),
-            revel_api_secret=r.secret("REVEL_API_SECRET"),
-            sendgrid_api_key=r.secret("SENDGRID_API_KEY"),
+            revel_api_key=r.secret("REVEL_API_KEY", min_length=CREDENTIAL_MIN_LENGTH),
+            revel_api_secret=r.secret("REVEL_API_SECRET", min_length=CREDENTIAL_MIN_LENGTH),
+            sendgrid_api_key=r.secret("SENDGRID_API_KEY", min_length=CREDENTIAL_MIN_LENGTH),
             sendgrid_api_host=r.url("SENDGRID_API_HOST") or "https://api.sendgrid.com",
             email_from=r.email("EMAIL_FROM"),
             email_to=tuple(r.email_list("EMAIL_TO")),
@@ -133,29 +153,19 @@ class Settings:
             ),
             revel_legacy_local_ids=LegacyReferences.parse(r.raw("REVEL_LEGACY_LOCAL_IDS")).templates,
             crash_at=r.text("TSREVEL_TEST_CRASH_AT"),
+            body_timeout_s=r.number("TSREVEL_BODY_TIMEOUT_S", 10.0, minimum=0.1),
+            max_inflight_body_bytes=int(r.number("TSREVEL_MAX_INFLIGHT_BODY_BYTES", 64 * 1024 * 1024, integer=True, minimum=1024 * 1024)),
+            max_connections=int(r.number("TSREVEL_MAX_CONNECTIONS", 1000, integer=True, minimum=1)),
+            keep_alive_s=r.number("TSREVEL_KEEP_ALIVE_S", 5.0, minimum=0.1),
+            max_header_bytes=int(r.number("TSREVEL_MAX_HEADER_BYTES", 32 * 1024, integer=True, minimum=4096)),
         )
         settings.check()
         return settings
 
     def check(self) -> None:
         """Cross-field rules: what production (DRY_RUN=false) needs, and safe signature handling."""
-        if not self.dry_run:
-            missing = [
-                name
-                for name, value in (
-                    ("REVEL_BASE_URL", self.revel_base_url),
-                    ("REVEL_API_KEY", self.revel_api_key),
-                    ("REVEL_API_SECRET", self.revel_api_secret),
-                )
-                if not value
-            ]
-            if missing:
-                raise ConfigError(f"{', '.join(missing)}: required when DRY_RUN=false (tsrevel writes to Revel)")
-            if self.signing_secret is None and not self.allow_unsigned:
-                raise ConfigError(
-                    "TRIPLESEAT_SIGNING_SECRET: required when DRY_RUN=false "
-                    "(set TRIPLESEAT_ALLOW_UNSIGNED=true to accept unsigned webhooks on purpose)"
-                )
+        if not self.dry_run and (needs := live_refusal(self.live_requirements)) is not None:
+            raise ConfigError(f"DRY_RUN=false needs {needs}")
         if self.sendgrid_api_key and not self.email_from:
             raise ConfigError("EMAIL_FROM: required when SENDGRID_API_KEY is set")
         if self.sendgrid_api_key and not self.email_to:
@@ -186,16 +196,35 @@ class Settings:
             value = getattr(self, field.name)
             shown = ("(set, redacted)" if value else "(unset)") if field.name in SECRET_FIELDS else show(value)
             if field.name == "database_url":
-                shown = redact_url_password(shown)
+                shown = redact_url_password(shown)  # the user name helps; the password never shows
+            elif field.name in _HTTP_URL_FIELDS:
+                shown = redact_userinfo(shown)
             rows.append((_VARIABLE_NAMES.get(field.name, field.name.upper()), shown))
         return rows
 
 
-def redact_url_password(url: str) -> str:
-    """A database URL fit for the log: a password in user:password@ or in ?password= is replaced."""
-    url = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*):[^/?#]*@", r"\1:(redacted)@", url)
-    return re.sub(r"([?&]password=)[^&#]*", r"\1(redacted)", url)
+# Quotes end the match too: in a JSON log line the URL is inside a string, and the line must stay JSON.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#\"'<>]*):[^\s/?#\"'<>]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s\"'<>]*")
 
+
+def redact_url_password(text: str) -> str:
+    """text (a URL, or a log line holding URLs) with every password in user:password@ or ?password= replaced."""
+    if "://" not in text:
+        return text
+    text = _URL_PASSWORD.sub(r"\1:(redacted)@", text)
+    return _QUERY_PASSWORD.sub(r"\1(redacted)", text) if "password=" in text else text
+
+
+def redact_userinfo(value: str) -> str:
+    """A URL-ish setting fit to echo, even malformed: everything before its last "@" but the scheme replaced."""
+    if "@" not in value:
+        return value
+    scheme = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value)
+    return (scheme.group(0) if scheme else "") + "(redacted)@" + value.rpartition("@")[2]
+
+
+_HTTP_URL_FIELDS = frozenset({"tripleseat_api_url", "revel_base_url", "sendgrid_api_host"})
 
 _VARIABLE_NAMES = {
     "database_url": "TSREVEL_DATABASE_URL",
@@ -214,6 +243,11 @@ _VARIABLE_NAMES = {
     "crash_at": "TSREVEL_TEST_CRASH_AT",
     "sqlite_synchronous": "TSREVEL_SQLITE_SYNCHRONOUS",
     "call_deadline_s": "TSREVEL_CALL_DEADLINE_S",
+    "body_timeout_s": "TSREVEL_BODY_TIMEOUT_S",
+    "max_inflight_body_bytes": "TSREVEL_MAX_INFLIGHT_BODY_BYTES",
+    "max_connections": "TSREVEL_MAX_CONNECTIONS",
+    "keep_alive_s": "TSREVEL_KEEP_ALIVE_S",
+    "max_header_bytes": "TSREVEL_MAX_HEADER_BYTES",
 }
 
 
@@ -230,11 +264,12 @@ class _Reader:
     def text(self, name: str) -> str | None:
         return self.raw(name)
 
-    def secret(self, name: str, *, min_length: int = 1) -> str | None:
+    def secret(self, name: str, *, min_length: int) -> str | None:
         value = self.raw(name)
         if value is not None and len(value) < min_length:
-            # The value itself is never echoed: only its length requirement.
-            raise ConfigError(f"{name}: too short (at least {min_length} characters)")
+            # The value itself is never echoed: only its length requirement. A short value would also
+            # make the log scrubber replace it inside ordinary words, corrupting every line.
+            raise ConfigError(f"{name}: too short to be a real credential (at least {min_length} characters)")
         return value
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -288,7 +323,7 @@ class _Reader:
     def url(self, name: str) -> str | None:
         value = self.raw(name)
         if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ConfigError(f"{name}: {value!r} is not an http(s) URL")
+            raise ConfigError(f"{name}: {redact_userinfo(value)!r} is not an http(s) URL")
         return value.rstrip("/") if value else None
 
     def database_url(self, name: str, default: str) -> str:

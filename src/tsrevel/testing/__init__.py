@@ -161,6 +161,7 @@ def fake_world(
         retry=RetryPolicy(max_attempts=5, base_s=1.0, cap_s=60.0, retry_after_cap_s=600.0),
         email_retry=RetryPolicy(max_attempts=5, base_s=1.0, cap_s=60.0, retry_after_cap_s=600.0),
         email_to=("ops@example.com",),
+        allow_unsigned=True,  # a world on fakes: going live without a signing secret is the rehearsal's choice
     )
     if secret is not None:
         base = attrs.evolve(base, signing_secret=secret)
