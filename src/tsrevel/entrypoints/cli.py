@@ -69,9 +69,9 @@ def serve(host: str, port: int) -> None:
     except ConfigError as exc:
         click.echo(f"tsrevel: configuration error: {exc}", err=True)
         sys.exit(2)
-    _check_database(settings)
     # Bind before the banner: a port in use is one line and exit 2, not a banner then a traceback.
     sock = _listen(host, port)
+    _check_database(settings)
     bound_port = sock.getsockname()[1]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"
     click.echo(f"tsrevel {__version__} serving on {url} (DRY_RUN={settings.dry_run}, ENABLE_CONNECTOR={settings.enable_connector})", err=True)

@@ -283,6 +283,10 @@ _REPLAY_BODY = _body(
         "state": Schema(type=OpenAPIType.STRING, enum=sorted(st.REPLAYABLE_STATES)),
     }),
 )
+_REASON_BODY = _body(
+    "Why, for the audit log (optional).",
+    Schema(type=OpenAPIType.OBJECT, properties={"reason": Schema(type=OpenAPIType.STRING, max_length=500)}),
+)
 BEARER_SCHEME = "BearerToken"
 
 
@@ -508,7 +512,10 @@ def mapping_view(status: MappingStatus) -> dict[str, Any]:
     }
 
 
-@post("/admin/mapping/reload", status_code=200, summary="Read the mapping file again: in force for the next delivery, on every replica")
+@post(
+    "/admin/mapping/reload", status_code=200, summary="Read the mapping file again: in force for the next delivery, on every replica",
+    operation_class=_documented(_REASON_BODY),
+)
 async def reload_mapping(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
     """A file that does not validate is refused with 422 (file, line, problem) and the mapping in force stays."""
     from tsrevel.domain.events import decode_json
@@ -520,7 +527,7 @@ async def reload_mapping(request: Request[Any, Any, Any], processor: NamedDepend
     reason = data.get("reason", "")
     if not isinstance(reason, str):
         raise PayloadError("reason", reason, "is not text")
-    reason = reason.encode("utf-8", "replace").decode("utf-8").strip()[:500]  # a lone surrogate cannot be stored
+    reason = reason.strip()[:500]  # decode_json already replaced any lone surrogate
     status = await processor.reload_mapping(actor="admin-api", reason=reason or "(no reason given)")
     return {"reloaded": True, "mapping": mapping_view(status)}
 
