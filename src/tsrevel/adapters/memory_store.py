@@ -131,11 +131,17 @@ class MemoryStore:
             self._check_open()
             return self._get(delivery_id)
 
-    async def list_deliveries(self, *, state: str | None = None, limit: int = 50) -> list[Delivery]:
+    async def list_deliveries(
+        self, *, state: str | None = None, limit: int = 50, event_id: str | None = None, before_id: int | None = None
+    ) -> list[Delivery]:
         with self._lock:
             self._check_open()
             newest_first = sorted(self._deliveries.values(), key=lambda d: d.id, reverse=True)
-            chosen = [d for d in newest_first if state is None or d.state == state][: max(limit, 0)]
+            chosen = [
+                d for d in newest_first
+                if (state is None or d.state == state) and (event_id is None or d.event_id == event_id)
+                and (before_id is None or d.id < before_id)
+            ][: max(limit, 0)]
             return [attrs.evolve(d, timeline=()) for d in chosen]
 
     async def count_by_state(self) -> dict[str, int]:

@@ -311,14 +311,18 @@ class PostgresStore:
         async with self._connection() as conn:
             return await _get_delivery(conn, delivery_id)
 
-    async def list_deliveries(self, *, state: str | None = None, limit: int = 50) -> list[Delivery]:
+    async def list_deliveries(
+        self, *, state: str | None = None, limit: int = 50, event_id: str | None = None, before_id: int | None = None
+    ) -> list[Delivery]:
+        where, args = ["TRUE"], []
+        for clause, value in (("state = %s", state), ("event_id = %s", event_id), ("id < %s", before_id)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
         async with self._connection() as conn:
-            if state is None:
-                rows = await _all(conn, "SELECT * FROM deliveries ORDER BY id DESC LIMIT %s", (max(limit, 0),))
-            else:
-                rows = await _all(
-                    conn, "SELECT * FROM deliveries WHERE state = %s ORDER BY id DESC LIMIT %s", (state, max(limit, 0))
-                )
+            rows = await _all(
+                conn, f"SELECT * FROM deliveries WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s", (*args, max(limit, 0))
+            )
             return [_delivery(row, ()) for row in rows]
 
     async def count_by_state(self) -> dict[str, int]:

@@ -250,8 +250,10 @@ class SqliteStore:
     async def get_delivery(self, delivery_id: int) -> Delivery:
         return await self._read(_get_delivery, delivery_id)
 
-    async def list_deliveries(self, *, state: str | None = None, limit: int = 50) -> list[Delivery]:
-        return await self._read(_list_deliveries, state, limit)
+    async def list_deliveries(
+        self, *, state: str | None = None, limit: int = 50, event_id: str | None = None, before_id: int | None = None
+    ) -> list[Delivery]:
+        return await self._read(_list_deliveries, state, limit, event_id, before_id)
 
     async def count_by_state(self) -> dict[str, int]:
         return await self._read(_count_by_state)
@@ -571,10 +573,13 @@ def _get_delivery(conn: sqlite3.Connection, delivery_id: int) -> Delivery:
     return _delivery(row, timeline)
 
 
-def _list_deliveries(conn: sqlite3.Connection, state: str | None, limit: int) -> list[Delivery]:
+def _list_deliveries(
+    conn: sqlite3.Connection, state: str | None, limit: int, event_id: str | None, before_id: int | None
+) -> list[Delivery]:
     rows = conn.execute(
-        "SELECT * FROM deliveries WHERE (:state IS NULL OR state = :state) ORDER BY id DESC LIMIT :limit",
-        {"state": state, "limit": max(limit, 0)},
+        "SELECT * FROM deliveries WHERE (:state IS NULL OR state = :state) AND (:event IS NULL OR event_id = :event)"
+        " AND (:before IS NULL OR id < :before) ORDER BY id DESC LIMIT :limit",
+        {"state": state, "event": event_id, "before": before_id, "limit": max(limit, 0)},
     ).fetchall()
     return [_delivery(row, ()) for row in rows]
 

@@ -32,6 +32,7 @@ from tsrevel.domain.processing import Processor
 from tsrevel.entrypoints.container import Container
 from tsrevel.entrypoints.logs import configure_logging
 from tsrevel.entrypoints.settings import SECRET_FIELDS, Settings
+from tsrevel.entrypoints.web_console import console_router, template_config
 from tsrevel.entrypoints.worker import Worker
 from tsrevel.version import __version__
 
@@ -483,7 +484,7 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
         security=[{"BearerToken": []}],
     )
     return Litestar(
-        route_handlers=[receive_webhook, health, ready, metrics, admin],
+        route_handlers=[receive_webhook, health, ready, metrics, admin, console_router(settings)],  # console: docs/console.md
         dependencies={
             "processor": Provide(runtime.get_processor, sync_to_thread=False),
             "settings": Provide(runtime.get_settings, sync_to_thread=False),
@@ -493,6 +494,7 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
         middleware=[CorrelationMiddleware],
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,
+        template_config=template_config(),
         openapi_config=OpenAPIConfig(title="tsrevel", version=__version__, path="/schema"),
         logging_config=None,
     )

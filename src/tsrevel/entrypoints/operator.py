@@ -102,9 +102,18 @@ class Status:
     last_order: LedgerEntry | None
     last_action: AuditEntry | None
 
+    def source(self, flag: str) -> str:
+        """Where a flag's value comes from: 'runtime override' or 'environment'."""
+        return "runtime override" if getattr(self.overrides, flag) is not None else "environment"
+
 
 async def read_status(session: Session) -> Status:
-    store, processor = session.store, session.processor
+    return await status_of(session.processor)
+
+
+async def status_of(processor: Processor) -> Status:
+    """The status read the CLI's `status` and the console's overview show."""
+    store = processor.store
     oldest = await store.oldest_pending()
     orders = await store.list_orders(limit=1)
     audit = await store.list_audit(limit=1)

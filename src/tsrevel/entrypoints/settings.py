@@ -68,6 +68,7 @@ class Settings:
     retention_days: int = 90
     log_format: str = "json"
     log_level: str = "INFO"
+    console_idle_min: int = 30  # TSREVEL_CONSOLE_IDLE_MIN: a console session ends after this many idle minutes
     crash_at: str | None = None  # test-only seam (TSREVEL_TEST_CRASH_AT), see docs/reliability.md
 
     @property
@@ -122,6 +123,7 @@ class Settings:
             retention_days=int(r.number("TSREVEL_RETENTION_DAYS", 90, integer=True, minimum=1)),
             log_format=r.choice("LOG_FORMAT", ("json", "text"), "json"),
             log_level=r.choice("LOG_LEVEL", _LOG_LEVELS, "INFO", upper=True),
+            console_idle_min=int(r.number("TSREVEL_CONSOLE_IDLE_MIN", 30, integer=True, minimum=1)),
             crash_at=r.text("TSREVEL_TEST_CRASH_AT"),
         )
         settings.check()
@@ -195,6 +197,7 @@ _VARIABLE_NAMES = {
     "workers": "TSREVEL_WORKERS",
     "poll_interval_s": "TSREVEL_POLL_INTERVAL_S",
     "retention_days": "TSREVEL_RETENTION_DAYS",
+    "console_idle_min": "TSREVEL_CONSOLE_IDLE_MIN",
     "crash_at": "TSREVEL_TEST_CRASH_AT",
 }
 
