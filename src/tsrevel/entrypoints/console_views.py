@@ -152,8 +152,13 @@ class DeliveryDetail:
 
     @property
     def mapped_order(self) -> dict[str, Any] | None:
-        """The mapped order when the result is one (it has items), else None."""
-        return self.result if isinstance(self.result, dict) and "items" in self.result else None
+        """The order this delivery mapped: its stored result when that is one, else the ledger's snapshot of the order it placed."""
+        if isinstance(self.result, dict) and "items" in self.result:
+            return self.result
+        if self.order is not None and self.order.delivery_id == self.delivery.id and self.order.snapshot:
+            snapshot = json.loads(self.order.snapshot)
+            return snapshot if isinstance(snapshot, dict) else None
+        return None
 
     @property
     def order_facts(self) -> list[tuple[str, Any]]:
@@ -204,8 +209,16 @@ class Unmapped:
 
 
 def toml_string(text: str) -> str:
-    """A TOML basic string (JSON's escaping is valid TOML for a basic string)."""
-    return json.dumps(text, ensure_ascii=False)
+    """The text as a TOML basic string: quotes, backslashes and every control character escaped."""
+    escaped = []
+    for char in text:
+        if char in ('"', "\\"):
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
 
 
 def product_line(item: UnmappedItem) -> str:

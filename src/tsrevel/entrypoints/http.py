@@ -29,6 +29,7 @@ from tsrevel.domain.mapping import MappingFailure
 from tsrevel.domain.orders import RevelOrder
 from tsrevel.domain.ports import ACK_SECONDS, Store
 from tsrevel.domain.processing import Processor
+from tsrevel.entrypoints.console_views import readiness_problems
 from tsrevel.entrypoints.container import Container
 from tsrevel.entrypoints.logs import configure_logging
 from tsrevel.entrypoints.settings import SECRET_FIELDS, Settings
@@ -253,13 +254,7 @@ async def health(processor: NamedDependency[Processor]) -> dict[str, Any]:
 
 @get("/ready", summary="200 once migrations are applied, the store is writable and the worker runs")
 async def ready(processor: NamedDependency[Processor], runtime: NamedDependency[Runtime]) -> Response[dict[str, Any]]:
-    problems = []
-    try:
-        await processor.store.check_writable()
-    except Exception as exc:
-        problems.append(f"store not writable: {type(exc).__name__}")
-    if runtime.worker is not None and not runtime.worker.running:
-        problems.append("worker not running")
+    problems = await readiness_problems(processor, runtime.worker)  # the console's overview shows the same
     if problems:
         return Response({"status": "not ready", "problems": problems}, status_code=503)
     return Response({"status": "ready"}, status_code=200)
