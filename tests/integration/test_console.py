@@ -227,6 +227,7 @@ class TestActionsAreAudited:
         ("/console/replay", {"state": "held"}),
         ("/console/deliveries/1/replay", {}),
         ("/console/deliveries/1/discard", {}),
+        ("/console/deliveries/1/forget", {}),
     ])
     def test_an_action_without_a_reason_changes_nothing(self, app_factory, path, fields):
         app = app_factory(enable_connector=False)
@@ -235,6 +236,21 @@ class TestActionsAreAudited:
         kind, text = act(app, path, reason="   ", **fields)
         assert (kind, text) == ("error", "Nothing was changed: give a reason (it goes into the audit log).")
         assert audit_rows(app) == []
+
+    def test_forgetting_an_events_order_after_a_clean_up_in_revel(self, app_factory):
+        app = app_factory()
+        payload = definite()
+        delivery_id = post_webhook(app, payload)
+        app.wait_state(delivery_id, "done")
+        sign_in(app)
+        assert ">Forget order</button>" in app.client.get(f"/console/deliveries/{delivery_id}").text
+        event_id = payload["event"]["id"]
+        assert act(app, f"/console/deliveries/{delivery_id}/forget", reason="voided in Revel") == (
+            "ok", f"Event {event_id}: ledger entry tripleseat-{event_id} dropped; a later delivery may order it again.")
+        assert act(app, f"/console/deliveries/{delivery_id}/forget", reason="again") == (
+            "error", f"Event {event_id} has no order in the ledger: nothing to forget.")
+        [first, second] = [r for r in audit_rows(app) if r[1] == "forget"]
+        assert (first[0], first[3]) == ("console", "voided in Revel") and second[3] == "again"
 
     def test_a_delivery_that_is_not_replayable_says_so(self, app_factory):
         app = app_factory()
@@ -255,7 +271,7 @@ class TestPages:
         reference = f"tripleseat-{payload['event']['id']}"
         for heading in ("Mapped order", "Revel result", "Timeline", "Emails", "Last error"):
             assert f">{heading}</h2>" in page
-        assert reference in page and "order_created" in page and "<caption>items</caption>" in page
+        assert reference in page and "order_created" in page and "<caption>Items</caption>" in page
         listing = app.client.get(f"/console/deliveries?event={payload['event']['id']}").text
         assert f'<a href="/console/deliveries/{delivery_id}">{delivery_id}</a>' in listing
         assert "201 Tropicana" in listing

@@ -124,7 +124,7 @@ def when(context: Any, value: datetime | None) -> Markup:
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     def setup(engine: JinjaTemplateEngine) -> None:
-        engine.engine.filters.update(when=when, age=age, state_label=lambda s: s.replace("_", " "))
+        engine.engine.filters.update(when=when, age=age, words=lambda name: str(name).replace("_", " ").capitalize())
         engine.engine.globals.update(STATES=st.STATES, REPLAYABLE=sorted(st.REPLAYABLE_STATES))
 
     return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=setup)
@@ -324,6 +324,29 @@ async def discard(request: Request[Any, Any, Any], processor: NamedDependency[Pr
     return _back(to)
 
 
+@post("/deliveries/{delivery_id:int}/forget", status_code=303)
+async def forget(request: Request[Any, Any, Any], processor: NamedDependency[Processor], delivery_id: DeliveryId) -> Redirect:
+    """Drop the event's ledger entry (after a manual clean-up in Revel), as `tsrevel forget` does."""
+    to = f"/console/deliveries/{delivery_id}"
+    _, reason = await _reason(request)
+    if reason is None:
+        return _no_reason(request, to)
+    current = await processor.store.get_delivery(delivery_id)
+    if not current.event_id:
+        _flash(request, "error", f"Delivery {delivery_id} names no event: there is no order to forget.")
+        return _back(to)
+    try:
+        dropped = await processor.forget(current.event_id, actor=ACTOR, reason=reason)
+    except InvalidRequest as exc:
+        _flash(request, "error", f"Refused: {exc}")
+        return _back(to)
+    if dropped is None:
+        _flash(request, "error", f"Event {current.event_id} has no order in the ledger: nothing to forget.")
+    else:
+        _flash(request, "ok", f"Event {current.event_id}: ledger entry {dropped.reference} dropped; a later delivery may order it again.")
+    return _back(to)
+
+
 @post("/replay", status_code=303)
 async def replay_all(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> Redirect:
     fields, reason = await _reason(request)
@@ -402,7 +425,7 @@ def console_router(settings: Settings) -> Router:
         path="/console",
         route_handlers=[
             login_page, login, logout, overview, overview_fragment, set_flags, reset_flags, deliveries, delivery, replay,
-            discard, replay_all, mapping_handler(datetime.now(timezone.utc)), audit, static,
+            discard, forget, replay_all, mapping_handler(datetime.now(timezone.utc)), audit, static,
         ],
         middleware=[SecureCookiesOverHttps, DefineMiddleware(session_middleware, key=key, max_age_s=settings.console_idle_min * 60), DefineMiddleware(CSRFMiddleware, config=csrf)],
         guards=[signed_in_guard(settings.console_idle_min * 60)],
