@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from urllib.parse import urlencode
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 import attrs
@@ -16,21 +15,27 @@ import attrs
 from tsrevel.domain import deliveries as st
 from tsrevel.domain.deliveries import Delivery, LedgerEntry
 from tsrevel.domain.errors import PayloadError
-from tsrevel.domain.events import WebhookEnvelope, decode_json
-from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig, MappingFailure
-from tsrevel.domain.orders import RevelOrder, UnmappedItem
+from tsrevel.domain.events import WebhookEnvelope
+from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig
 from tsrevel.domain.ports import AuditEntry, OutboxEmail
 from tsrevel.domain.processing import Processor
 from tsrevel.entrypoints.operator import Status, status_of
+# The unmapped-items read is shared with the CLI (`tsrevel mapping unmapped`); re-exported for the console.
+from tsrevel.entrypoints.views import (  # noqa: F401 - re-exports
+    ESTABLISHMENT_PLACEHOLDER,
+    PRODUCT_PLACEHOLDER,
+    UNMAPPED_SCAN,
+    UNMAPPED_STATES,
+    Unmapped,
+    location_lines,
+    product_line,
+    toml_string,
+    unmapped_seen,
+)
 from tsrevel.version import __version__
 
 PAGE_SIZE = 50
 AUDIT_PAGE = 200
-# How many of the newest deliveries of each state the mapping page re-maps to find unmapped items.
-UNMAPPED_SCAN = 200
-UNMAPPED_STATES = (st.DEAD, st.DRY_RUN, st.DONE, st.NEEDS_ATTENTION)
-PRODUCT_PLACEHOLDER = "<Revel product id>"
-ESTABLISHMENT_PLACEHOLDER = "<Revel establishment id>"
 
 
 class WorkerState(Protocol):
@@ -196,80 +201,6 @@ async def delivery_detail(processor: Processor, delivery_id: int) -> DeliveryDet
 
 
 # ---- mapping ----------------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class Unmapped:
-    """One thing the mapping does not cover, seen in stored deliveries, and the TOML that would cover it."""
-
-    what: str  # for people: "'Cold brew' menu_item:5501", "location 999 (site 15691)"
-    count: int
-    delivery_ids: tuple[int, ...]
-    toml: str
-
-
-def toml_string(text: str) -> str:
-    """The text as a TOML basic string: quotes, backslashes and every control character escaped."""
-    escaped = []
-    for char in text:
-        if char in ('"', "\\"):
-            escaped.append("\\" + char)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            escaped.append(f"\\u{ord(char):04x}")
-        else:
-            escaped.append(char)
-    return '"' + "".join(escaped) + '"'
-
-
-def product_line(item: UnmappedItem) -> str:
-    """The [products] line that would map the item: by menu item id when it has one, else by its name."""
-    key = f"{MENU_ITEM_PREFIX}{item.menu_item_id}" if item.menu_item_id else item.display_name.strip()
-    return f"{toml_string(key)} = {PRODUCT_PLACEHOLDER}"
-
-
-def location_lines(location_id: str | None, site_id: str | None) -> str:
-    if location_id:
-        return f"[locations.{location_id}]\nname = \"\"\nrevel_establishment = {ESTABLISHMENT_PLACEHOLDER}"
-    return f"[sites.{site_id}]\nrevel_establishment = {ESTABLISHMENT_PLACEHOLDER}"
-
-
-async def unmapped_seen(processor: Processor, *, per_state: int = UNMAPPED_SCAN) -> list[Unmapped]:
-    """Re-map the newest stored deliveries with the mapping in force and collect what it still misses.
-
-    A delivery whose line items came from the TripleSeat API (not in its webhook) shows only
-    what its webhook carried.
-    """
-    found: dict[tuple[str, str], tuple[str, str, list[int]]] = {}
-
-    def seen(key: tuple[str, str], what: str, toml: str, delivery_id: int) -> None:
-        entry = found.setdefault(key, (what, toml, []))
-        if delivery_id not in entry[2]:
-            entry[2].append(delivery_id)
-
-    for delivery in await _newest(processor, UNMAPPED_STATES, per_state):
-        try:
-            envelope = WebhookEnvelope.from_json_bytes(delivery.body)
-            if envelope.event is None:
-                continue
-            mapped = processor.preview(decode_json(delivery.body))
-        except PayloadError:
-            continue
-        if isinstance(mapped, MappingFailure) and mapped.missing_location:
-            event = envelope.event
-            seen(("location", f"{event.location_id}/{event.site_id}"), mapped.missing_location,
-                 location_lines(event.location_id, event.site_id), delivery.id)
-        if isinstance(mapped, MappingFailure | RevelOrder):
-            for item in mapped.unmapped:
-                seen(("item", product_line(item)), item.describe(), product_line(item), delivery.id)
-    ranked = sorted(found.values(), key=lambda v: (-len(v[2]), v[0]))
-    return [Unmapped(what=what, count=len(ids), delivery_ids=tuple(sorted(ids)), toml=toml) for what, toml, ids in ranked]
-
-
-async def _newest(processor: Processor, states: Iterable[str], per_state: int) -> list[Delivery]:
-    chosen: list[Delivery] = []
-    for state in states:
-        chosen += await processor.store.list_deliveries(state=state, limit=per_state)
-    return chosen
 
 
 @attrs.frozen(kw_only=True)

@@ -24,7 +24,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from tsrevel.domain import deliveries as st
 from tsrevel.domain.correlation import accept_correlation_id, current_correlation_id
 from tsrevel.domain.deliveries import Delivery, LedgerEntry
-from tsrevel.domain.errors import InvalidRequest, NotFound, PayloadError, SignatureError
+from tsrevel.domain import catchup
+from tsrevel.domain.errors import GatewayError, InvalidRequest, NotFound, PayloadError, SignatureError
 from tsrevel.domain.mapping import MappingFailure
 from tsrevel.domain.orders import RevelOrder
 from tsrevel.domain.ports import ACK_SECONDS, Store
@@ -34,7 +35,7 @@ from tsrevel.entrypoints.container import Container
 from tsrevel.entrypoints.logs import configure_logging
 from tsrevel.entrypoints.settings import SECRET_FIELDS, Settings
 from tsrevel.entrypoints.web_console import console_router, template_config
-from tsrevel.entrypoints.worker import Worker
+from tsrevel.entrypoints.worker import Worker, catch_up_options
 from tsrevel.version import __version__
 
 log = logging.getLogger("tsrevel.http")
@@ -133,6 +134,11 @@ def _invalid(_: Request, exc: InvalidRequest) -> Response[dict[str, Any]]:
     return _error(409, str(exc))
 
 
+def _gateway(_: Request, exc: GatewayError) -> Response[dict[str, Any]]:
+    # An outside system (the TripleSeat API for /admin/sync) failed; its message is already scrubbed.
+    return _error(502, str(exc))
+
+
 def _forbidden(_: Request, exc: AdminForbidden) -> Response[dict[str, Any]]:
     return _error(403, str(exc))
 
@@ -148,6 +154,7 @@ EXCEPTION_HANDLERS = {
     PayloadError: _payload_error,
     NotFound: _not_found,
     InvalidRequest: _invalid,
+    GatewayError: _gateway,
     AdminForbidden: _forbidden,
     NotAuthorizedException: _http_exception,
     PermissionDeniedException: _http_exception,
@@ -175,6 +182,7 @@ def delivery_view(d: Delivery, *, full: bool = False) -> dict[str, Any]:
         "next_attempt_at": _iso(d.next_attempt_at),
         "last_error": d.last_error,
         "order_reference": d.order_reference,
+        "source": d.source,  # webhook, sync or catchup
     }
     if full:
         view["result"] = json.loads(d.result) if d.result else None
@@ -321,7 +329,39 @@ async def admin_status(processor: NamedDependency[Processor]) -> dict[str, Any]:
         "counts": await store.count_by_state(),
         "oldest_pending_age_s": (now - oldest).total_seconds() if oldest else None,
         "last_order": order_view(orders[0]) if orders else None,
+        "last_poll": poll_view(await catchup.last_poll(processor)),
         "version": __version__,
+    }
+
+
+def poll_view(report: catchup.PollReport | None) -> dict[str, Any] | None:
+    """The last catch-up poll as /admin/status shows it."""
+    if report is None:
+        return None
+    return {
+        "finished_at": _iso(report.finished_at), "started_at": _iso(report.started_at), "since": report.since.isoformat(),
+        "events_seen": report.events_seen, "already_seen": report.already_seen,
+        "deliveries_created": report.deliveries_created, "delivery_ids": list(report.delivery_ids),
+        "errors": list(report.errors), "holder": report.holder,
+    }
+
+
+@post("/admin/sync", status_code=200, summary="Fetch one event from the TripleSeat API and store it as a delivery (source sync)")
+async def admin_sync(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
+    from tsrevel.domain.events import decode_json
+
+    data = decode_json(await request.body())
+    if not isinstance(data, dict):
+        raise PayloadError("$", data, "is not a JSON object")
+    event_id, reason = data.get("event_id"), data.get("reason")
+    if isinstance(event_id, bool) or not isinstance(event_id, int | str) or not str(event_id).strip():
+        raise PayloadError("event_id", event_id, "must be a TripleSeat event id")
+    if not isinstance(reason, str) or not reason.strip():
+        raise PayloadError("reason", reason, "must say why (it goes into the audit log)")
+    result = await catchup.sync_event(processor, str(event_id), actor="admin-api", reason=reason.strip()[:500], correlation_id=correlation_id())
+    return {
+        "status": result.status, "delivery_id": result.delivery_id, "event_id": result.event_id,
+        "correlation_id": result.correlation_id, "event_version": result.event_version,
     }
 
 
@@ -461,7 +501,8 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
             runtime.processor = processor
             if run_worker:
                 runtime.worker = Worker(
-                    processor, loops=settings.workers, poll_interval_s=settings.poll_interval_s, wake=await _resolve(container.wake())
+                    processor, loops=settings.workers, poll_interval_s=settings.poll_interval_s, wake=await _resolve(container.wake()),
+                    **catch_up_options(processor, settings),
                 )
                 runtime.worker.start()
             log.info("tsrevel %s ready", __version__)
@@ -474,7 +515,7 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
 
     admin = Router(
         path="/",
-        route_handlers=[test_webhook, preview, admin_status, put_flags, delete_flags, list_deliveries, get_delivery, replay_one, replay_many],
+        route_handlers=[test_webhook, preview, admin_status, admin_sync, put_flags, delete_flags, list_deliveries, get_delivery, replay_one, replay_many],
         guards=[_admin_guard(settings)],
         security=[{"BearerToken": []}],
     )

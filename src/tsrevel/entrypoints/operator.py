@@ -18,11 +18,12 @@ import attrs
 from dependency_injector import providers
 
 from tsrevel.domain import deliveries as st
+from tsrevel.domain.catchup import PollReport, last_poll
 from tsrevel.domain.deliveries import LedgerEntry
 from tsrevel.domain.errors import ConfigError, TsrevelError
 from tsrevel.domain.ids import ORDER_REFERENCE_PREFIX
 from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig, ProductMap, Venue
-from tsrevel.domain.ports import AuditEntry, FlagOverrides
+from tsrevel.domain.ports import AuditEntry, FlagOverrides, ProductCatalog
 from tsrevel.domain.processing import Processor
 from tsrevel.domain.reconcile import ReconcileReport, reconcile
 from tsrevel.domain.safety import SafetyFlags
@@ -101,6 +102,7 @@ class Status:
     oldest_pending_age_s: float | None
     last_order: LedgerEntry | None
     last_action: AuditEntry | None
+    last_poll: PollReport | None = None  # the last catch-up poll (any replica)
 
     def source(self, flag: str) -> str:
         """Where a flag's value comes from: 'runtime override' or 'environment'."""
@@ -124,6 +126,7 @@ async def status_of(processor: Processor) -> Status:
         oldest_pending_age_s=(processor.clock.now() - oldest).total_seconds() if oldest else None,
         last_order=orders[0] if orders else None,
         last_action=audit[0] if audit else None,
+        last_poll=await last_poll(processor),
     )
 
 
@@ -170,6 +173,14 @@ async def revel_lister(session: Session) -> RevelLister:
     """The service's own Revel adapter (with its key, timeouts and pacing), for the listing calls."""
     gateway = await _resolve(session.container.revel())
     if not all(hasattr(gateway, name) for name in ("list_establishments", "list_products", "list_orders_by_reference_prefix")):
+        raise OperatorError("this needs Revel: set REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET (the service's values)")
+    return gateway  # type: ignore[no-any-return]
+
+
+async def product_catalog(session: Session) -> ProductCatalog:
+    """The service's own Revel adapter as a product list (for `tsrevel mapping suggest`)."""
+    gateway = await _resolve(session.container.revel())
+    if not hasattr(gateway, "list_products"):
         raise OperatorError("this needs Revel: set REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET (the service's values)")
     return gateway  # type: ignore[no-any-return]
 

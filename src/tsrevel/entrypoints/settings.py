@@ -70,6 +70,8 @@ class Settings:
     log_level: str = "INFO"
     console_idle_min: int = 30  # TSREVEL_CONSOLE_IDLE_MIN: a console session ends after this many idle minutes
     crash_at: str | None = None  # test-only seam (TSREVEL_TEST_CRASH_AT), see docs/reliability.md
+    catchup_interval_s: float = 900.0  # TSREVEL_CATCHUP_INTERVAL_S: the catch-up poll's period; 0 = off
+    catchup_lookback_h: float = 48.0  # TSREVEL_CATCHUP_LOOKBACK_H: how far back each poll looks
 
     @property
     def revel_configured(self) -> bool:
@@ -82,6 +84,11 @@ class Settings:
     @property
     def tripleseat_configured(self) -> bool:
         return bool(self.tripleseat_client_id and self.tripleseat_client_secret)
+
+    @property
+    def catchup_enabled(self) -> bool:
+        """The catch-up poll runs when it has a period and the TripleSeat API to ask."""
+        return self.catchup_interval_s > 0 and self.tripleseat_configured
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -125,6 +132,8 @@ class Settings:
             log_level=r.choice("LOG_LEVEL", _LOG_LEVELS, "INFO", upper=True),
             console_idle_min=int(r.number("TSREVEL_CONSOLE_IDLE_MIN", 30, integer=True, minimum=1)),
             crash_at=r.text("TSREVEL_TEST_CRASH_AT"),
+            catchup_interval_s=r.number("TSREVEL_CATCHUP_INTERVAL_S", 900.0, minimum=0.0),
+            catchup_lookback_h=r.number("TSREVEL_CATCHUP_LOOKBACK_H", 48.0, minimum=1.0),
         )
         settings.check()
         return settings
@@ -199,6 +208,8 @@ _VARIABLE_NAMES = {
     "retention_days": "TSREVEL_RETENTION_DAYS",
     "console_idle_min": "TSREVEL_CONSOLE_IDLE_MIN",
     "crash_at": "TSREVEL_TEST_CRASH_AT",
+    "catchup_interval_s": "TSREVEL_CATCHUP_INTERVAL_S",
+    "catchup_lookback_h": "TSREVEL_CATCHUP_LOOKBACK_H",
 }
 
 

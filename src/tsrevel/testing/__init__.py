@@ -164,6 +164,7 @@ def fake_world(
         clock=clock,
         mailer=mailer,
         events=tripleseat,
+        feed=tripleseat,
         unit_random=lambda: 0.5,
     )
     return FakeWorld(processor=processor, store=store, revel=revel, mailer=mailer, tripleseat=tripleseat, clock=clock, secret=secret)
