@@ -326,26 +326,39 @@ class TestTheWorker:
         assert answer.status_code == 409 and "TRIPLESEAT_CLIENT_ID" in answer.json()["error"]
 
 
+@pytest.fixture
+async def source(tripleseat: FakeTripleSeatServer) -> AsyncIterator[HttpxTripleSeatSource]:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=tripleseat.url) as client:
+        yield HttpxTripleSeatSource(client, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+
+
 class TestTheAdapter:
-    async def test_search_reads_every_page_and_fetch_data_is_the_raw_event(self, tripleseat):
+    async def test_search_reads_every_page_and_fetch_data_is_the_raw_event(self, source, tripleseat):
+        events = [event() for _ in range(3)]
+        tripleseat.events.update({str(e["id"]): e for e in events})
+        found = await source.search_events(updated_since=datetime.now(UTC).date() - timedelta(days=2), correlation_id="c")
+        assert sorted(e["id"] for e in found) == sorted(e["id"] for e in events)
+        assert all("documents" not in e for e in found)
+        data = await source.fetch_event_data(str(events[0]["id"]), correlation_id="c")
+        assert data["documents"] == events[0]["documents"]
+
+    async def test_a_429_that_does_not_end_is_a_transient_error(self, source, tripleseat):
+        tripleseat.script(ServerFault.rate_limited(0, path="/v1/events/search.json", times=10))
+        with pytest.raises(GatewayError) as caught:
+            await source.search_events(updated_since=datetime.now(UTC).date(), correlation_id="c")
+        assert caught.value.is_transient and "rate limit" in str(caught.value)
+        assert len([r for r in tripleseat.requests if r.path == "/v1/events/search.json"]) == 4  # 1 + 3 waits
+
+    async def test_requests_start_at_most_ten_a_second(self, tripleseat):
         import httpx
 
         events = [event() for _ in range(3)]
         tripleseat.events.update({str(e["id"]): e for e in events})
         async with httpx.AsyncClient(base_url=tripleseat.url) as client:
-            source = HttpxTripleSeatSource(client, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-            found = await source.search_events(updated_since=datetime.now(UTC).date() - timedelta(days=2), correlation_id="c")
-            assert sorted(e["id"] for e in found) == sorted(e["id"] for e in events)
-            assert all("documents" not in e for e in found)
-            data = await source.fetch_event_data(str(events[0]["id"]), correlation_id="c")
-            assert data["documents"] == events[0]["documents"]
-
-    async def test_a_429_that_does_not_end_is_a_transient_error(self, tripleseat):
-        import httpx
-
-        tripleseat.script(ServerFault.rate_limited(0, path="/v1/events/search.json", times=10))
-        async with httpx.AsyncClient(base_url=tripleseat.url) as client:
-            source = HttpxTripleSeatSource(client, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-            with pytest.raises(GatewayError) as caught:
-                await source.search_events(updated_since=datetime.now(UTC).date(), correlation_id="c")
-        assert caught.value.is_transient and "rate limit" in str(caught.value)
+            slow = HttpxTripleSeatSource(client, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, max_requests_per_s=4)
+            await asyncio.gather(*(slow.fetch_event_data(str(e["id"]), correlation_id="c") for e in events))
+        starts = [r.at for r in tripleseat.requests if r.path.startswith("/v1/events/")]
+        gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:])]
+        assert len(gaps) == 2 and min(gaps) >= 0.2  # a lower bound (1/4 s less slack): load only widens the gaps

@@ -130,22 +130,10 @@ async def sync_event(
     data = await _fetch(feed, event_id, cid)
     event = TripleSeatEvent.from_payload(data, path="event")
     now = processor.clock.now()
-    body = webhook_body(data)
     version = event_version(event.id, event.updated_at)
-    delivery, _ = await processor.store.add_delivery(
-        NewDelivery(
-            key=f"sync:{delivery_key(body)}:{now.isoformat()}",  # never a duplicate: the operator asked
-            body=body,
-            correlation_id=cid,
-            received_at=now,
-            trigger_type=SYNC_TRIGGER,
-            event_id=event.id,
-            state=st.QUEUED,
-            source=st.SOURCE_SYNC,
-            event_version=version,
-            note=f"stored by sync: {actor}: {reason}",
-        )
-    )
+    new = _new_delivery(data, event, st.SOURCE_SYNC, cid=cid, now=now, note=f"stored by sync: {actor}: {reason}")
+    # Never a duplicate: the operator asked (the key is unique per sync; the ledger prevents a second order).
+    delivery, _ = await processor.store.add_delivery(attrs.evolve(new, key=f"sync:{new.key}:{now.isoformat()}"))
     await processor.store.add_audit(
         actor=actor, action="sync", detail=f"event {event.id}: delivery {delivery.id} ({version or 'no updated_at'})", reason=reason, now=now
     )
@@ -252,22 +240,9 @@ async def _catch_up_one(processor: Processor, feed: EventFeed, raw: Mapping[str,
             version = event_version(event.id, event.updated_at)
     except (GatewayError, NotFound, PayloadError) as exc:
         return f"event {_id_of(raw)}: {exc}"
-    body = webhook_body(data)
-    now = processor.clock.now()
-    delivery, was_created = await store.add_delivery(
-        NewDelivery(
-            key=delivery_key(body),
-            body=body,
-            correlation_id=f"{cid}-{event.id}",
-            received_at=now,
-            trigger_type=SYNC_TRIGGER,
-            event_id=event.id,
-            state=st.QUEUED,
-            source=st.SOURCE_CATCHUP,
-            event_version=version,
-            note=f"found by the catch-up poll ({version or 'no updated_at'}): no webhook brought this version",
-        )
-    )
+    note = f"found by the catch-up poll ({version or 'no updated_at'}): no webhook brought this version"
+    new = _new_delivery(data, event, st.SOURCE_CATCHUP, cid=f"{cid}-{event.id}", now=processor.clock.now(), note=note)
+    delivery, was_created = await store.add_delivery(new)
     if not was_created:
         return None
     log.info("catch-up poll: event %s stored as delivery %s", event.id, delivery.id, extra={"delivery_id": delivery.id, "event_id": event.id})
@@ -287,6 +262,25 @@ async def scheduled_poll(processor: Processor, *, holder: str, interval_s: float
     if last is not None and now - last.finished_at < timedelta(seconds=interval_s * 0.9):
         return None
     return await catch_up(processor, since=now - timedelta(hours=lookback_h), holder=holder)
+
+
+def _new_delivery(
+    data: Mapping[str, Any], event: TripleSeatEvent, source: str, *, cid: str, now: datetime, note: str
+) -> NewDelivery:
+    """The delivery for an event object from the API, keyed by its body's hash, with the event's version."""
+    body = webhook_body(data)
+    return NewDelivery(
+        key=delivery_key(body),
+        body=body,
+        correlation_id=cid,
+        received_at=now,
+        trigger_type=SYNC_TRIGGER,
+        event_id=event.id,
+        state=st.QUEUED,
+        source=source,
+        event_version=event_version(event.id, event.updated_at),
+        note=note,
+    )
 
 
 def _id_of(raw: Mapping[str, Any]) -> str:
