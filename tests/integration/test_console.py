@@ -228,6 +228,7 @@ class TestActionsAreAudited:
         ("/console/deliveries/1/replay", {}),
         ("/console/deliveries/1/discard", {}),
         ("/console/deliveries/1/forget", {}),
+        ("/console/mapping/reload", {}),
     ])
     def test_an_action_without_a_reason_changes_nothing(self, app_factory, path, fields):
         app = app_factory(enable_connector=False)
@@ -251,6 +252,28 @@ class TestActionsAreAudited:
             "error", f"Event {event_id} has no order in the ledger: nothing to forget.")
         [first, second] = [r for r in audit_rows(app) if r[1] == "forget"]
         assert (first[0], first[3]) == ("console", "voided in Revel") and second[3] == "again"
+
+    def test_reload_mapping_puts_a_fixed_file_in_force_and_refuses_a_broken_one(self, app_factory, tmp_path):
+        from tests.integration.conftest import ROOT
+
+        mapping_file = tmp_path / "mapping.toml"
+        original = (ROOT / "examples" / "mapping.toml").read_text()
+        mapping_file.write_text(original)
+        app = app_factory(mapping_file=str(mapping_file))
+        app.wait_state(post_webhook(app, example("unmapped")), "dead")
+        sign_in(app)
+        assert '"menu_item:7777" = <Revel product id>' in html.unescape(app.client.get("/console/mapping").text)
+        mapping_file.write_text(original.replace("[products]", '[products]\n"menu_item:7777" = 777', 1))
+        kind, text = act(app, "/console/mapping/reload", reason="map the fruit tower")
+        assert kind == "ok" and text.startswith(f"Mapping reloaded: {mapping_file}")
+        page = html.unescape(app.client.get("/console/mapping").text)
+        assert "menu_item:7777" in page and '"menu_item:7777" = <Revel product id>' not in page
+        mapping_file.write_text("[products\n")
+        kind, text = act(app, "/console/mapping/reload", reason="oops")
+        assert kind == "error" and text.startswith("Refused: mapping file not reloaded, the one in force stays:")
+        assert "menu_item:7777" in app.client.get("/console/mapping").text
+        reloads = [r for r in audit_rows(app) if r[1] == "mapping.reload"]
+        assert [(r[0], r[3]) for r in reloads] == [("console", "map the fruit tower"), ("console", "oops")]
 
     def test_a_delivery_that_is_not_replayable_says_so(self, app_factory):
         app = app_factory()
@@ -290,8 +313,8 @@ class TestPages:
         delivery_id = post_webhook(app, example("unmapped"))
         app.wait_state(delivery_id, "dead")
         sign_in(app)
-        page = app.client.get("/console/mapping").text
-        assert "&#34;menu_item:7777&#34; = &lt;Revel product id&gt;" in page or '"menu_item:7777" = &lt;Revel product id&gt;' in page
+        page = html.unescape(app.client.get("/console/mapping").text)
+        assert '"menu_item:7777" = <Revel product id>' in page
         assert "examples/mapping.toml" in page and "Tropicana" in page
 
     def test_the_overview_shows_counts_with_links_readiness_and_version(self, app_factory):

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 # Shared wire helpers; they belong in a common adapters module once there is one.
-from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after
+from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after, within_deadline
 from tsrevel.domain.errors import GatewayError
 from tsrevel.domain.events import TripleSeatEvent
 from tsrevel.domain.ports import Clock, Store
@@ -69,8 +69,10 @@ class HttpxTripleSeatSource:
         client_secret: str,
         refresh_token: str | None = None,
         token_store: TokenStore | None = None,
+        deadline_s: float | None = None,
     ) -> None:
         self._client = client
+        self._deadline_s = deadline_s  # TSREVEL_CALL_DEADLINE_S: the whole fetch, token requests included
         self._client_id = client_id
         self._client_secret = client_secret
         # With a refresh token (the seed) the refresh grant is used, else client credentials.
@@ -83,6 +85,15 @@ class HttpxTripleSeatSource:
 
     async def fetch_event(self, event_id: str, *, correlation_id: str) -> TripleSeatEvent:
         """GET the event with show_financial=true; one token refresh on 401, then the answer stands."""
+        return await within_deadline(
+            self._fetch_event(event_id, correlation_id=correlation_id),
+            self._deadline_s,
+            lambda: GatewayError.transient(
+                f"TripleSeat fetch of event {event_id}: no complete answer within {self._deadline_s:g} s (TSREVEL_CALL_DEADLINE_S)"
+            ),
+        )
+
+    async def _fetch_event(self, event_id: str, *, correlation_id: str) -> TripleSeatEvent:
         what = f"fetch of event {event_id}"
         path = f"/v1/events/{quote(str(event_id), safe='')}.json"
         token = await self._access_token(correlation_id, stale=None)

@@ -10,6 +10,7 @@ import attrs
 
 from tsrevel.domain.deliveries import Delivery, LedgerEntry, NewDelivery
 from tsrevel.domain.events import TripleSeatEvent
+from tsrevel.domain.mapping import MappingConfig
 from tsrevel.domain.orders import OrderRef, RevelOrder
 
 EMAIL_PENDING = "pending"
@@ -114,6 +115,15 @@ class EventSource(Protocol):
     async def fetch_event(self, event_id: str, *, correlation_id: str) -> TripleSeatEvent:
         """Fetch an event with line items; raises GatewayError or PayloadError."""
         ...
+
+
+class MappingSource(Protocol):
+    """Where the mapping comes from (the TOML file): read again on a reload."""
+
+    @property
+    def location(self) -> str: ...  # the absolute path, for operators
+
+    def load(self) -> MappingConfig: ...  # raises ConfigError naming the file and the line or key
 
 
 class Store(Protocol):

@@ -15,12 +15,12 @@ import attrs
 
 from tsrevel.domain import deliveries as st
 from tsrevel.domain.deliveries import Delivery, LedgerEntry
-from tsrevel.domain.errors import PayloadError
+from tsrevel.domain.errors import PayloadError, StoreUnavailable
 from tsrevel.domain.events import WebhookEnvelope, decode_json
 from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig, MappingFailure
 from tsrevel.domain.orders import RevelOrder, UnmappedItem
 from tsrevel.domain.ports import AuditEntry, OutboxEmail
-from tsrevel.domain.processing import Processor
+from tsrevel.domain.processing import MappingStatus, Processor
 from tsrevel.entrypoints.operator import Status, status_of
 from tsrevel.version import __version__
 
@@ -45,6 +45,8 @@ async def readiness_problems(processor: Processor, worker: WorkerState | None) -
     problems = []
     try:
         await processor.store.check_writable()
+    except StoreUnavailable as exc:
+        problems.append(f"store not writable: {exc.reason}")
     except Exception as exc:  # any failure to write means not ready; the kind is enough to act on
         problems.append(f"store not writable: {type(exc).__name__}")
     if worker is not None and not worker.running:
@@ -275,7 +277,7 @@ async def _newest(processor: Processor, states: Iterable[str], per_state: int) -
 @attrs.frozen(kw_only=True)
 class MappingView:
     mapping: MappingConfig
-    file: str
+    status: MappingStatus  # the file it came from and when it was loaded
     unmapped: tuple[Unmapped, ...]
 
     @property
@@ -294,8 +296,8 @@ def product_rows(products: Any) -> list[tuple[str, int]]:
     return rows + sorted(products.by_name.items())
 
 
-async def mapping_view(processor: Processor, *, file: str) -> MappingView:
-    return MappingView(mapping=processor.mapping, file=file, unmapped=tuple(await unmapped_seen(processor)))
+async def mapping_view(processor: Processor) -> MappingView:
+    return MappingView(mapping=processor.mapping, status=processor.mapping_status(), unmapped=tuple(await unmapped_seen(processor)))
 
 
 async def audit_entries(processor: Processor, *, limit: int = AUDIT_PAGE) -> list[AuditEntry]:

@@ -40,7 +40,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from markupsafe import Markup
 
 from tsrevel.domain import deliveries as st
-from tsrevel.domain.errors import InvalidRequest, NotFound
+from tsrevel.domain.errors import InvalidRequest, MappingRejected, NotFound
 from tsrevel.domain.processing import Processor
 from tsrevel.entrypoints import console_views as views
 from tsrevel.entrypoints.console import age
@@ -365,13 +365,25 @@ async def replay_all(request: Request[Any, Any, Any], processor: NamedDependency
 # ---- mapping and audit -----------------------------------------------------------------------
 
 
-def mapping_handler(loaded_at: datetime):  # noqa: ANN201 - a route handler made per app
-    @get("/mapping", name="console_mapping")
-    async def mapping(request: Request[Any, Any, Any], processor: NamedDependency[Processor], settings: NamedDependency[Settings]) -> Template:
-        view = await views.mapping_view(processor, file=settings.mapping_file)
-        return page(request, processor, "mapping.html", view=view, loaded_at=loaded_at, product_rows=views.product_rows)
+@get("/mapping", name="console_mapping")
+async def mapping(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> Template:
+    view = await views.mapping_view(processor)
+    return page(request, processor, "mapping.html", view=view, product_rows=views.product_rows)
 
-    return mapping
+
+@post("/mapping/reload", status_code=303)
+async def reload_mapping(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> Redirect:
+    """Read the mapping file again, as `tsrevel mapping reload` and POST /admin/mapping/reload do."""
+    _, reason = await _reason(request)
+    if reason is None:
+        return _no_reason(request, "/console/mapping")
+    try:
+        status = await processor.reload_mapping(actor=ACTOR, reason=reason)
+    except (MappingRejected, InvalidRequest) as exc:
+        _flash(request, "error", f"Refused: {exc}")
+        return _back("/console/mapping")
+    _flash(request, "ok", f"Mapping reloaded: {status.describe()}.")
+    return _back("/console/mapping")
 
 
 @get("/audit", name="console_audit")
@@ -425,7 +437,7 @@ def console_router(settings: Settings) -> Router:
         path="/console",
         route_handlers=[
             login_page, login, logout, overview, overview_fragment, set_flags, reset_flags, deliveries, delivery, replay,
-            discard, forget, replay_all, mapping_handler(datetime.now(timezone.utc)), audit, static,
+            discard, forget, replay_all, mapping, reload_mapping, audit, static,
         ],
         middleware=[SecureCookiesOverHttps, DefineMiddleware(session_middleware, key=key, max_age_s=settings.console_idle_min * 60), DefineMiddleware(CSRFMiddleware, config=csrf)],
         guards=[signed_in_guard(settings.console_idle_min * 60)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from tsrevel.domain.errors import StoreUnavailable
 from tsrevel.domain.processing import Processor
 
 log = logging.getLogger("tsrevel.worker")
@@ -66,6 +67,8 @@ class Worker:
                 busy = await step()
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable:  # the store logs the outage once, at its start and its end
+                busy = False
             except Exception:  # a store outage must not kill the loop: log, back off, try again
                 log.exception("%s loop: unexpected error; retrying after %.1fs", name, self._poll)
                 busy = False
