@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import sqlite3
@@ -128,6 +129,18 @@ class TestSignIn:
         old_key = web_console.session_key("the-previous-admin-token-0123456789")
         app.client.cookies.set(web_console.SESSION_COOKIE, forged_session(app, {"who": "console", "seen": int(time.time())}, key=old_key), path="/console")
         assert app.client.get("/console", follow_redirects=False).status_code == 303
+
+    @pytest.mark.parametrize("value", [
+        "garbage",
+        base64.b64encode(b"x" * 12 + b"abc" + b"additional_authenticated_data=" + b"{not json").decode(),
+        base64.b64encode(b"x" * 12 + b"abc" + b"additional_authenticated_data=" + b"[1]").decode(),
+        base64.b64encode(b"x" * 12 + b"abc" + b"additional_authenticated_data=" + b'{"expires_at": 99999999999}').decode(),
+    ], ids=["not-base64", "broken-expiry", "expiry-not-an-object", "unsigned"])
+    def test_a_forged_session_cookie_is_no_session_and_never_a_5xx(self, app_factory, value):
+        app = app_factory()
+        app.client.cookies.set(web_console.SESSION_COOKIE, value, path="/console")
+        answer = app.client.get("/console", follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/console/login")
 
     def test_sign_out_ends_the_session(self, app_factory):
         app = app_factory()

@@ -25,7 +25,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.config.csrf import CSRFConfig
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
-from litestar.exceptions import HTTPException, PermissionDeniedException
+from litestar.exceptions import HTTPException, PermissionDeniedException, SerializationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
@@ -98,13 +98,37 @@ class SecureCookiesOverHttps:
         await self.app(scope, receive, send_secure)
 
 
+class ForgivingCookieBackend:
+    """Litestar's cookie session backend, except that a cookie which does not decode is no session.
+
+    Litestar answers 500 for some forged cookies (well-formed base64 with a broken expiry part);
+    here they are simply not signed in.
+    """
+
+    def __init__(self, inner: ClientSideSessionBackend) -> None:
+        self.inner = inner
+        self.config = inner.config
+
+    async def load_from_connection(self, connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, Any]:
+        try:
+            return await self.inner.load_from_connection(connection)
+        except (SerializationException, KeyError, TypeError, ValueError):
+            return {}
+
+    async def store_in_message(self, scope_session: Any, message: Message, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+        await self.inner.store_in_message(scope_session, message, connection)
+
+    def get_session_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+        return self.inner.get_session_id(connection)
+
+
 def session_middleware(app: ASGIApp, key: bytes, max_age_s: int) -> ASGIApp:
     """Litestar's cookie session middleware, built when the app is (its cipher cannot be copied with the router)."""
     config = CookieBackendConfig(
         secret=key, key=SESSION_COOKIE, max_age=max_age_s, path="/console",
         httponly=True, samesite="strict", secure=False,  # Secure is added per request over https
     )
-    return SessionMiddleware(app, backend=ClientSideSessionBackend(config=config))
+    return SessionMiddleware(app, backend=ForgivingCookieBackend(ClientSideSessionBackend(config=config)))  # type: ignore[arg-type]
 
 
 # ---- templates --------------------------------------------------------------------------------
@@ -373,7 +397,7 @@ async def mapping(request: Request[Any, Any, Any], processor: NamedDependency[Pr
 
 @post("/mapping/reload", status_code=303)
 async def reload_mapping(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> Redirect:
-    """Read the mapping file again, as `tsrevel mapping reload` and POST /admin/mapping/reload do."""
+    """Read the mapping file again, as POST /admin/mapping/reload and SIGHUP do."""
     _, reason = await _reason(request)
     if reason is None:
         return _no_reason(request, "/console/mapping")
