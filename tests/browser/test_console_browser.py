@@ -32,6 +32,17 @@ def flags(service) -> dict:
     return httpx.get(service.url + "/health", timeout=10).json()
 
 
+@pytest.fixture
+def signed_in(chromium, start_service, service_env):
+    """The service, and a desktop browser page signed in to its console."""
+    service = start_service(service_env)
+    context = chromium.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    sign_in(page, service.url)
+    yield service, page
+    context.close()
+
+
 class TestConsoleInABrowser:
     def test_hold_a_webhook_then_replay_it_into_an_order(self, chromium, start_service, service_env, screenshots):
         service = start_service(service_env)
@@ -101,11 +112,8 @@ class TestConsoleInABrowser:
         phone.close()
         context.close()
 
-    def test_a_forged_form_without_the_csrf_token_is_refused(self, chromium, start_service, service_env):
-        service = start_service(service_env)
-        context = chromium.new_context(viewport=DESKTOP)
-        page = context.new_page()
-        sign_in(page, service.url)
+    def test_a_forged_form_without_the_csrf_token_is_refused(self, signed_in):
+        service, page = signed_in
         # A form built in the page, posting to the console with the session's cookies but no CSRF token.
         with page.expect_navigation():
             page.evaluate("""() => {
@@ -121,15 +129,10 @@ class TestConsoleInABrowser:
         assert flags(service)["enable_connector"] is True
         page.goto(service.url + "/console/audit")
         assert "forged" not in page.get_by_role("table").inner_text()
-        context.close()
 
-    def test_the_overview_refreshes_itself(self, chromium, start_service, service_env):
-        service = start_service(service_env)
-        context = chromium.new_context(viewport=DESKTOP)
-        page = context.new_page()
-        sign_in(page, service.url)
+    def test_the_overview_refreshes_itself(self, signed_in):
+        service, page = signed_in
         assert page.get_by_text("Connector: ON", exact=True).is_visible()
         service.admin("PUT", "/admin/flags", json={"enable_connector": False, "reason": "from the API"})
         page.get_by_text("Connector: OFF", exact=True).wait_for(timeout=20_000)
         assert re.search(r"Override set by admin-api", page.inner_text("#overview"))
-        context.close()

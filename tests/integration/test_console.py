@@ -59,6 +59,15 @@ def post_webhook(app: AppHarness, payload: dict) -> int:
     return app.client.post("/webhooks/tripleseat", content=raw, headers=headers).json()["delivery_id"]
 
 
+def done_and_signed_in(app: AppHarness) -> tuple[dict, int]:
+    """A definite webhook taken to done (its order created), then a console session; answers the payload and delivery id."""
+    payload = definite()
+    delivery_id = post_webhook(app, payload)
+    app.wait_state(delivery_id, "done")
+    sign_in(app)
+    return payload, delivery_id
+
+
 def forged_session(app: AppHarness, data: dict, *, key: bytes) -> str:
     config = CookieBackendConfig(secret=key, key=web_console.SESSION_COOKIE)
     return ClientSideSessionBackend(config=config).dump_data(data)[0].decode()
@@ -253,10 +262,7 @@ class TestActionsAreAudited:
 
     def test_forgetting_an_events_order_after_a_clean_up_in_revel(self, app_factory):
         app = app_factory()
-        payload = definite()
-        delivery_id = post_webhook(app, payload)
-        app.wait_state(delivery_id, "done")
-        sign_in(app)
+        payload, delivery_id = done_and_signed_in(app)
         assert ">Forget order</button>" in app.client.get(f"/console/deliveries/{delivery_id}").text
         event_id = payload["event"]["id"]
         assert act(app, f"/console/deliveries/{delivery_id}/forget", reason="voided in Revel") == (
@@ -299,10 +305,7 @@ class TestActionsAreAudited:
 class TestPages:
     def test_a_done_delivery_shows_its_order_revel_result_emails_and_timeline(self, app_factory):
         app = app_factory()
-        payload = definite()
-        delivery_id = post_webhook(app, payload)
-        app.wait_state(delivery_id, "done")
-        sign_in(app)
+        payload, delivery_id = done_and_signed_in(app)
         page = app.client.get(f"/console/deliveries/{delivery_id}").text
         reference = f"tripleseat-{payload['event']['id']}"
         for heading in ("Mapped order", "Revel result", "Timeline", "Emails", "Last error"):

@@ -14,6 +14,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,6 +41,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from markupsafe import Markup
 
 from tsrevel.domain import deliveries as st
+from tsrevel.domain.deliveries import Delivery
 from tsrevel.domain.errors import InvalidRequest, MappingRejected, NotFound
 from tsrevel.domain.processing import Processor
 from tsrevel.entrypoints import console_views as views
@@ -320,42 +322,47 @@ async def delivery(request: Request[Any, Any, Any], processor: NamedDependency[P
     return page(request, processor, "delivery.html", d=detail, mapping=processor.mapping)
 
 
-@post("/deliveries/{delivery_id:int}/replay", status_code=303)
-async def replay(request: Request[Any, Any, Any], processor: NamedDependency[Processor], delivery_id: DeliveryId) -> Redirect:
-    to = f"/console/deliveries/{delivery_id}"
+async def _delivery_action(request: Request[Any, Any, Any], processor: Processor, delivery_id: int) -> tuple[Delivery, str] | Redirect:
+    """The delivery a form on its page acts on and the reason given; a redirect back when there is no reason."""
     _, reason = await _reason(request)
     if reason is None:
-        return _no_reason(request, to)
-    current = await processor.store.get_delivery(delivery_id)
-    if await processor.replay(delivery_id, actor=ACTOR, reason=reason):
-        _flash(request, "ok", f"Delivery {delivery_id} re-queued.")
+        return _no_reason(request, f"/console/deliveries/{delivery_id}")
+    return await processor.store.get_delivery(delivery_id), reason
+
+
+async def _move(
+    request: Request[Any, Any, Any], processor: Processor, delivery_id: int, use_case: Callable[..., Awaitable[bool]], *, done: str, verb: str
+) -> Redirect:
+    """Replay or discard one delivery through its use case; the use case decides whether its state allows it."""
+    asked = await _delivery_action(request, processor, delivery_id)
+    if isinstance(asked, Redirect):
+        return asked
+    current, reason = asked
+    if await use_case(delivery_id, actor=ACTOR, reason=reason):
+        _flash(request, "ok", f"Delivery {delivery_id} {done.format(state=current.state)}.")
     else:
-        _flash(request, "error", f"Delivery {delivery_id} is {current.state}: it cannot be replayed.")
-    return _back(to)
+        _flash(request, "error", f"Delivery {delivery_id} is {current.state}: it cannot be {verb}.")
+    return _back(f"/console/deliveries/{delivery_id}")
+
+
+@post("/deliveries/{delivery_id:int}/replay", status_code=303)
+async def replay(request: Request[Any, Any, Any], processor: NamedDependency[Processor], delivery_id: DeliveryId) -> Redirect:
+    return await _move(request, processor, delivery_id, processor.replay, done="re-queued", verb="replayed")
 
 
 @post("/deliveries/{delivery_id:int}/discard", status_code=303)
 async def discard(request: Request[Any, Any, Any], processor: NamedDependency[Processor], delivery_id: DeliveryId) -> Redirect:
-    to = f"/console/deliveries/{delivery_id}"
-    _, reason = await _reason(request)
-    if reason is None:
-        return _no_reason(request, to)
-    current = await processor.store.get_delivery(delivery_id)
-    if await processor.discard(delivery_id, actor=ACTOR, reason=reason):
-        _flash(request, "ok", f"Delivery {delivery_id} discarded ({current.state} -> ignored).")
-    else:
-        _flash(request, "error", f"Delivery {delivery_id} is {current.state}: it cannot be discarded.")
-    return _back(to)
+    return await _move(request, processor, delivery_id, processor.discard, done="discarded ({state} -> ignored)", verb="discarded")
 
 
 @post("/deliveries/{delivery_id:int}/forget", status_code=303)
 async def forget(request: Request[Any, Any, Any], processor: NamedDependency[Processor], delivery_id: DeliveryId) -> Redirect:
     """Drop the event's ledger entry (after a manual clean-up in Revel), as `tsrevel forget` does."""
+    asked = await _delivery_action(request, processor, delivery_id)
+    if isinstance(asked, Redirect):
+        return asked
+    current, reason = asked
     to = f"/console/deliveries/{delivery_id}"
-    _, reason = await _reason(request)
-    if reason is None:
-        return _no_reason(request, to)
-    current = await processor.store.get_delivery(delivery_id)
     if not current.event_id:
         _flash(request, "error", f"Delivery {delivery_id} names no event: there is no order to forget.")
         return _back(to)
