@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ADMIN_TOKEN
-from tests.helpers import body, definite
+from tests.helpers import body, definite, example
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -93,8 +93,11 @@ class TestConsoleInABrowser:
         assert page.get_by_role("table").filter(has_text="items").is_visible()
         shoot(page, screenshots, "delivery")
 
+        unmapped = service.signed_post(body(example("unmapped"))).json()["delivery_id"]
+        service.wait_state(unmapped, "dead")
         page.goto(service.url + "/console/mapping")
         assert page.get_by_role("heading", name="Mapping").is_visible()
+        assert page.get_by_text('"menu_item:7777" = <Revel product id>').is_visible()
         shoot(page, screenshots, "mapping")
         page.goto(service.url + "/console/audit")
         audit = page.get_by_role("table").inner_text()

@@ -355,6 +355,17 @@ class TestPages:
             assert [s for s in secrets if s in page.text] == [], path
             assert [s for s in secrets if any(s in c for c in page.headers.get_list("set-cookie"))] == [], path
 
+    def test_pages_load_nothing_from_elsewhere_cannot_be_framed_and_are_not_cached(self, app_factory):
+        app = app_factory()
+        sign_in(app)
+        for path in ("/console", "/console/login", "/console/deliveries/424242"):
+            headers = app.client.get(path).headers
+            assert "default-src 'self'" in headers["content-security-policy"] and "frame-ancestors 'none'" in headers["content-security-policy"]
+            assert headers["x-frame-options"] == "DENY" and headers["cache-control"] == "no-store"
+        page = app.client.get("/console").text
+        assert not re.search(r'(src|href|action)="(https?:)?//', page)  # every script, style, link and form is on this host
+        assert app.client.get("/console/static/console.js").headers.get("cache-control") != "no-store"
+
     def test_an_unknown_delivery_is_a_404_page(self, app_factory):
         app = app_factory()
         sign_in(app)

@@ -170,9 +170,12 @@ class DeliveryDetail:
 
     @property
     def order_tables(self) -> list[tuple[str, list[str], list[list[Any]]]]:
-        """The mapped order's lists (items, payments, ...) as (name, columns, rows); a list of text is one column."""
+        """The mapped order's lists and tables (items, payments, history, ...) as (name, columns, rows)."""
         tables = []
         for name, value in (self.mapped_order or {}).items():
+            if isinstance(value, dict) and value:
+                tables.append((name, ["field", "value"], [[k, v] for k, v in value.items()]))
+                continue
             if not isinstance(value, list) or not value:
                 continue
             if all(isinstance(row, dict) for row in value):
@@ -263,6 +266,12 @@ async def unmapped_seen(processor: Processor, *, per_state: int = UNMAPPED_SCAN)
         if isinstance(mapped, MappingFailure | RevelOrder):
             for item in mapped.unmapped:
                 seen(("item", product_line(item)), item.describe(), product_line(item), delivery.id)
+        if isinstance(mapped, MappingFailure):
+            # Billing details missing from [billing], where the mapping knows them (the invoice work):
+            # the failure names them and writes their TOML lines itself.
+            names = getattr(mapped, "unmapped_billing", ())
+            for name, line in zip(names, getattr(mapped, "billing_lines", ()), strict=False):
+                seen(("billing", line), f"billing detail {name!r} (under [billing])", line, delivery.id)
     ranked = sorted(found.values(), key=lambda v: (-len(v[2]), v[0]))
     return [Unmapped(what=what, count=len(ids), delivery_ids=tuple(sorted(ids)), toml=toml) for what, toml, ids in ranked]
 

@@ -77,27 +77,39 @@ class SignInRequired(Exception):
     """No console session, or it went idle: the answer is a redirect to the sign-in page."""
 
 
-class SecureCookiesOverHttps:
-    """Marks the console's cookies Secure when the request came over https (directly or via a trusted proxy)."""
+# Nothing from another host, no framing (the buttons cannot be clickjacked), forms post only here.
+CONSOLE_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+class ConsoleHeaders:
+    """The console's security headers; pages are never cached; cookies are Secure when the request came over https."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("scheme") != "https":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        https = scope.get("scheme") == "https"
+        static = scope.get("path", "").startswith("/console/static/")
 
-        async def send_secure(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [
-                    (k, v + b"; Secure" if k.lower() == b"set-cookie" and b"secure" not in v.lower() else v)
+                    (k, v + b"; Secure" if https and k.lower() == b"set-cookie" and b"secure" not in v.lower() else v)
                     for k, v in message.get("headers", [])
                 ]
+                headers += CONSOLE_HEADERS if static else [*CONSOLE_HEADERS, (b"cache-control", b"no-store")]
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_secure)
+        await self.app(scope, receive, send_with_headers)
 
 
 class ForgivingCookieBackend:
@@ -160,12 +172,14 @@ def _flash(request: Request[Any, Any, Any], kind: str, text: str) -> None:
     request.session.setdefault("flash", []).append([kind, text])
 
 
-def page(request: Request[Any, Any, Any], processor: Processor, name: str, *, status_code: int = 200, **context: Any) -> Template:
-    """Render a console page with what every page needs: the venue's time zone and pending messages."""
-    flashes = request.session.pop("flash", []) if request.session else []
+def page(
+    request: Request[Any, Any, Any], processor: Processor, name: str, *, status_code: int = 200, flashes: bool = True, **context: Any
+) -> Template:
+    """Render a console page with what every page needs: the venue's time zone and (unless a fragment) pending messages."""
+    shown = request.session.pop("flash", []) if flashes and request.session else []
     return Template(
         template_name=f"console/{name}",
-        context={"tz": processor.mapping.timezone, "flashes": flashes, "signed_in": _signed_in(request), **context},
+        context={"tz": processor.mapping.timezone, "flashes": shown, "signed_in": _signed_in(request), **context},
         status_code=status_code,
     )
 
@@ -254,7 +268,7 @@ async def overview(request: Request[Any, Any, Any], processor: NamedDependency[P
 
 @get("/fragments/overview", opt={PASSIVE: True})
 async def overview_fragment(request: Request[Any, Any, Any], processor: NamedDependency[Processor], runtime: NamedDependency[Any]) -> Template:
-    return page(request, processor, "_overview_body.html", view=await views.overview(processor, runtime.worker))
+    return page(request, processor, "_overview_body.html", flashes=False, view=await views.overview(processor, runtime.worker))
 
 
 FLAG_CHANGES = {
@@ -427,7 +441,8 @@ async def audit(request: Request[Any, Any, Any], processor: NamedDependency[Proc
 
 def _to_sign_in(_: Request[Any, Any, Any], exc: SignInRequired) -> Response[Any]:
     target = str(exc.args[0]) if exc.args else ""
-    suffix = f"?next={quote(target)}" if _safe_next(target) and target not in ("/console", "/console/") else ""
+    wanted = _safe_next(target) and target not in ("/console", "/console/") and not target.startswith("/console/fragments/")
+    suffix = f"?next={quote(target)}" if wanted else ""
     return Redirect(path=f"/console/login{suffix}", status_code=303)
 
 
@@ -470,7 +485,7 @@ def console_router(settings: Settings) -> Router:
             login_page, login, logout, overview, overview_fragment, set_flags, reset_flags, deliveries, delivery, replay,
             discard, forget, replay_all, mapping, reload_mapping, audit, static,
         ],
-        middleware=[SecureCookiesOverHttps, DefineMiddleware(session_middleware, key=key, max_age_s=settings.console_idle_min * 60), DefineMiddleware(CSRFMiddleware, config=csrf)],
+        middleware=[ConsoleHeaders, DefineMiddleware(session_middleware, key=key, max_age_s=settings.console_idle_min * 60), DefineMiddleware(CSRFMiddleware, config=csrf)],
         guards=[signed_in_guard(settings.console_idle_min * 60)],
         exception_handlers={  # type: ignore[dict-item]
             SignInRequired: _to_sign_in,
