@@ -151,6 +151,12 @@ class TestSignIn:
         answer = app.client.get("/console", follow_redirects=False)
         assert answer.status_code == 303 and answer.headers["location"].startswith("/console/login")
 
+    def test_the_sign_in_page_sends_a_signed_in_operator_on(self, app_factory):
+        app = app_factory()
+        sign_in(app)
+        answer = app.client.get("/console/login?next=/console/audit", follow_redirects=False)
+        assert (answer.status_code, answer.headers["location"]) == (303, "/console/audit")
+
     def test_sign_out_ends_the_session(self, app_factory):
         app = app_factory()
         sign_in(app)

@@ -211,7 +211,9 @@ def _no_reason(request: Request[Any, Any, Any], to: str) -> Redirect:
 async def login_page(
     request: Request[Any, Any, Any], processor: NamedDependency[Processor], settings: NamedDependency[Settings],
     next_page: Annotated[str | None, QueryParameter(name="next")] = None,
-) -> Template:
+) -> Template | Redirect:
+    if _signed_in(request):
+        return _back(_safe_next(next_page) or "/console")
     return page(request, processor, "login.html", enabled=settings.admin_token is not None, next_page=_safe_next(next_page))
 
 
@@ -221,7 +223,7 @@ async def login(request: Request[Any, Any, Any], processor: NamedDependency[Proc
     given = str(form.get("token", "")).strip()
     token = settings.admin_token
     if token is None or not hmac.compare_digest(given.encode(), token.encode()):
-        log.warning("console sign-in refused")  # never the token given
+        log.warning("console sign-in refused from %s", request.client.host if request.client else "?")  # never the token given
         return page(request, processor, "login.html", status_code=401, enabled=token is not None,
                     next_page=_safe_next(str(form.get("next", ""))), refused=True)
     request.set_session({"who": ACTOR, "seen": int(time.time())})
