@@ -40,7 +40,7 @@ from tsrevel.domain.deliveries import (
     Delivery,
     NewDelivery,
 )
-from tsrevel.domain.errors import ConfigError, InvalidRequest, NotFound, StoreUnavailable
+from tsrevel.domain.errors import ConfigError, DatabaseMissing, InvalidRequest, NotFound, StoreUnavailable
 from tsrevel.domain.orders import OrderRef
 from tsrevel.domain.ports import (
     BUSY,
@@ -879,7 +879,7 @@ class TestSqliteStore:
     async def test_a_directory_in_place_of_the_file_is_an_error(self, tmp_path):
         store = SqliteStore(tmp_path)
         try:
-            with pytest.raises(StoreUnavailable, match="it is a directory, not a database file"):
+            with pytest.raises(StoreUnavailable, match="is a directory, not a database file"):
                 await store.migrate()
         finally:
             await store.close()
@@ -888,7 +888,7 @@ class TestSqliteStore:
         path = tmp_path / "t.db"
         store = SqliteStore(path, create=False)
         try:
-            with pytest.raises(StoreUnavailable, match=f"no database at {path}"):
+            with pytest.raises(DatabaseMissing, match=f"there is no database file at {path}"):
                 await store.migrate()
             assert not path.exists()
         finally:

@@ -23,10 +23,13 @@ async def within_deadline(call: Awaitable[T], deadline_s: float | None, timed_ou
     """
     if deadline_s is None:
         return await call
+    scope = asyncio.timeout(deadline_s)
     try:
-        async with asyncio.timeout(deadline_s):
+        async with scope:
             return await call
     except TimeoutError:
+        if not scope.expired():
+            raise  # the call's own timeout (a socket's TimeoutError): the adapter classifies it
         raise timed_out() from None
 
 

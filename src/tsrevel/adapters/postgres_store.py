@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -195,7 +196,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)
 
 
-def _host_of(url: str) -> str:
+def host_of(url: str) -> str:
     """host:port/dbname of a PostgreSQL URL, for messages: never the user's password."""
     info = conninfo_to_dict(url)
     return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
@@ -240,7 +241,7 @@ class PostgresStore:
         self._pool: AsyncConnectionPool[AsyncConnection[DictRow]] | None = None
         self._opening = asyncio.Lock()
         self._closed = False
-        self._outage = StoreOutage(f"PostgreSQL store {_host_of(self._url)}")
+        self._outage = StoreOutage(f"PostgreSQL store {host_of(self._url)}")
 
     @classmethod
     def from_url(cls, url: str, *, schema: str | None = None, **pool: Any) -> PostgresStore:
@@ -277,6 +278,29 @@ class PostgresStore:
             await conn.execute(
                 "INSERT INTO heartbeat (id, at) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET at = excluded.at"
             )
+
+    async def probe(self, *, within_s: float) -> None:
+        """Connect once, trying again until within_s has passed; StoreUnavailable with the last reason and the bound.
+
+        For start-up and the CLI: a pool would only say "couldn't get a connection", not why.
+        """
+        deadline = time.monotonic() + within_s
+        last = "no answer"
+        while (left := deadline - time.monotonic()) > 0:
+            kwargs = {**self._connect_kwargs(), "connect_timeout": max(1, int(min(5.0, left)))}
+            try:
+                async with asyncio.timeout(left):
+                    conn = await psycopg.AsyncConnection.connect(self._url, **kwargs)
+                await conn.close()
+                return
+            except TimeoutError:
+                break  # the bound ran out mid-attempt: the last reason stands
+            except psycopg.Error as exc:
+                if exc.sqlstate is not None or "FATAL:" in str(exc):  # the server answered (no such database, wrong password)
+                    raise StoreUnavailable(self._reason(exc)) from None
+                last = self._reason(exc)
+            await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        raise StoreUnavailable(f"{last}; gave up after {within_s:g} s")
 
     async def synchronous_mode(self) -> str:
         """SHOW synchronous_commit on the store's own connections: "on" unless the server or the URL lowered it."""

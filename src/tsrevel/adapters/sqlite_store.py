@@ -48,7 +48,7 @@ from tsrevel.domain.deliveries import (
     NewDelivery,
     TimelineEntry,
 )
-from tsrevel.domain.errors import ConfigError, StoreUnavailable
+from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable
 from tsrevel.domain.orders import OrderRef
 from tsrevel.domain.ports import (
     BUSY,
@@ -491,11 +491,11 @@ def _connect(path: Path, busy_timeout_ms: int, synchronous: str = "full", *, cre
     # No directory is created: a missing one means a mistyped path or the wrong working directory.
     if not path.parent.is_dir():
         what = "is not a directory" if path.parent.exists() else "does not exist"
-        raise StoreUnavailable(f"cannot open {path.absolute()}: directory {path.parent.absolute()} {what} (tsrevel does not create it)")
+        raise StoreUnavailable(f"directory {path.parent.absolute()} {what} (tsrevel does not create it)")
     if path.is_dir():
-        raise StoreUnavailable(f"cannot open {path.absolute()}: it is a directory, not a database file")
+        raise StoreUnavailable(f"{path.absolute()} is a directory, not a database file")
     if not create and not path.exists():
-        raise StoreUnavailable(f"no database at {path.absolute()} (this command does not create one)")
+        raise DatabaseMissing(f"there is no database file at {path.absolute()}")
     # isolation_level=None: the module opens no transactions of its own; we issue BEGIN ourselves.
     conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
     try:

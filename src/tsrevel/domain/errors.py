@@ -42,6 +42,10 @@ class StoreUnavailable(TsrevelError):
         super().__init__(f"the store is unavailable: {reason}")
 
 
+class DatabaseMissing(StoreUnavailable):
+    """The database does not exist, and this caller (the operator CLI) must not create a new, empty one."""
+
+
 class MappingRejected(TsrevelError):
     """A mapping file that does not validate on reload: the mapping in force stays; says the file, line and problem."""
 

@@ -11,6 +11,7 @@ from dependency_injector import containers, providers
 
 from tsrevel.adapters.mapping_toml import TomlMappingFile, load_mapping_file
 from tsrevel.adapters.system import SystemClock, UnconfiguredRevel
+from tsrevel.domain.errors import StoreUnavailable
 from tsrevel.domain.ports import Clock, EventSource, Mailer, OrderGateway, Store
 from tsrevel.domain.processing import CRASH_POINTS, ProcessingSettings, Processor, no_crash
 from tsrevel.domain.retry import RetryPolicy
@@ -31,6 +32,51 @@ def make_store(database_url: str, *, sqlite_synchronous: str = "full", create: b
     from tsrevel.adapters.postgres_store import PostgresStore
 
     return PostgresStore.from_url(database_url)
+
+
+def database_location(database_url: str) -> str:
+    """Where the store is, fit to print: the SQLite file's absolute path, or PostgreSQL's host:port/dbname (no password)."""
+    if database_url.startswith("sqlite:///"):
+        from tsrevel.adapters.sqlite_store import path_from_url
+
+        return str(path_from_url(database_url).absolute())
+    from tsrevel.adapters.postgres_store import host_of
+
+    try:
+        return f"PostgreSQL at {host_of(database_url)}"
+    except Exception:  # an unparsable URL: say nothing of it (it may hold a password)
+        return "PostgreSQL (unparsable URL)"
+
+
+# How long start-up and the CLI try to reach the database before they give up and say why.
+DATABASE_OPEN_S = 10.0
+
+
+async def probe_database(database_url: str, *, within_s: float = DATABASE_OPEN_S) -> None:
+    """PostgreSQL: connect once, retrying within the bound; StoreUnavailable names the last reason and the bound."""
+    if database_url.startswith("sqlite:///"):
+        return  # opening the file says why at once; nothing to wait for
+    from tsrevel.adapters.postgres_store import PostgresStore
+
+    store = PostgresStore.from_url(database_url)
+    try:
+        await store.probe(within_s=within_s)
+    finally:
+        await store.close()
+
+
+async def check_database(database_url: str, *, sqlite_synchronous: str = "full", create: bool = True, within_s: float = DATABASE_OPEN_S) -> None:
+    """Open the store, apply migrations and close it, within a bound: StoreUnavailable (or ConfigError) says why."""
+    await probe_database(database_url, within_s=within_s)
+    store = make_store(database_url, sqlite_synchronous=sqlite_synchronous, create=create)
+    try:
+        try:
+            async with asyncio.timeout(within_s):
+                await store.migrate()
+        except TimeoutError:
+            raise StoreUnavailable(f"no answer; gave up after {within_s:g} s") from None
+    finally:
+        await store.close()
 
 
 async def store_resource(database_url: str, sqlite_synchronous: str = "full", create: bool = True) -> AsyncIterator[Store]:

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -39,7 +40,7 @@ from tsrevel.domain.orders import RevelOrder
 from tsrevel.domain.ports import ACK_SECONDS, Store
 from tsrevel.domain.processing import MappingStatus, Processor
 from tsrevel.entrypoints.console_views import readiness_problems
-from tsrevel.entrypoints.container import Container
+from tsrevel.entrypoints.container import Container, database_location
 from tsrevel.entrypoints.logs import configure_logging
 from tsrevel.entrypoints.settings import SECRET_FIELDS, Settings
 from tsrevel.entrypoints.web_console import console_router, template_config
@@ -494,6 +495,8 @@ def log_settings(settings: Settings) -> None:
     """The start-up banner: every setting, secrets redacted, flags spelled as the runbook expects."""
     for name, shown in settings.describe():
         log.info("%s: %s", name, shown, extra={"setting": name})
+    # Relative defaults depend on the working directory: say which files these are.
+    log.info("database: %s; mapping file: %s", database_location(settings.database_url), os.path.abspath(settings.mapping_file))
     if settings.signing_secret is None:
         log.warning("TRIPLESEAT_SIGNING_SECRET is unset: webhook signatures are NOT checked")
 

@@ -420,7 +420,7 @@ async def mapping(request: Request[Any, Any, Any], processor: NamedDependency[Pr
 
 @post("/mapping/reload", status_code=303)
 async def reload_mapping(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> Redirect:
-    """Read the mapping file again, as POST /admin/mapping/reload and SIGHUP do."""
+    """Read the mapping file again, as `tsrevel mapping reload`, POST /admin/mapping/reload and SIGHUP do."""
     _, reason = await _reason(request)
     if reason is None:
         return _no_reason(request, "/console/mapping")
