@@ -107,8 +107,10 @@ class TestConsoleInABrowser:
         phone = chromium.new_context(viewport=PHONE, device_scale_factor=1)
         small = phone.new_page()
         sign_in(small, service.url)
-        small.goto(service.url + "/console/deliveries")
-        assert small.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
+        for path in ("/console", f"/console/deliveries/{delivery_id}", "/console/mapping", "/console/audit", "/console/deliveries"):
+            small.goto(service.url + path)
+            width = small.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], f"{path} is {width} px wide on a {PHONE['width']} px screen"
         shoot(small, screenshots, "phone")
         page.get_by_role("button", name="Sign out").click()
         assert page.url.startswith(service.url + "/console/login")
