@@ -99,9 +99,13 @@ class TestConsoleInABrowser:
         assert page.get_by_role("heading", name="Mapping").is_visible()
         assert page.get_by_text('"menu_item:7777" = <Revel product id>').is_visible()
         shoot(page, screenshots, "mapping")
+        page.get_by_label("Reason").fill("drill: reload the mapping")
+        page.get_by_role("button", name="Reload mapping").click()
+        assert page.get_by_text("Mapping reloaded:").is_visible()
         page.goto(service.url + "/console/audit")
         audit = page.get_by_role("table").inner_text()
         assert "drill: hold everything" in audit and "drill: replay the held one" in audit and "console" in audit
+        assert "mapping.reload" in audit
         shoot(page, screenshots, "audit")
 
         phone = chromium.new_context(viewport=PHONE, device_scale_factor=1)
