@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ADMIN_TOKEN
-from tests.helpers import body, definite
+from tests.helpers import body, definite, example
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -30,6 +30,17 @@ def sign_in(page, url: str, token: str = ADMIN_TOKEN) -> None:
 
 def flags(service) -> dict:
     return httpx.get(service.url + "/health", timeout=10).json()
+
+
+@pytest.fixture
+def signed_in(chromium, start_service, service_env):
+    """The service, and a desktop browser page signed in to its console."""
+    service = start_service(service_env)
+    context = chromium.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    sign_in(page, service.url)
+    yield service, page
+    context.close()
 
 
 class TestConsoleInABrowser:
@@ -82,30 +93,36 @@ class TestConsoleInABrowser:
         assert page.get_by_role("table").filter(has_text="items").is_visible()
         shoot(page, screenshots, "delivery")
 
+        unmapped = service.signed_post(body(example("unmapped"))).json()["delivery_id"]
+        service.wait_state(unmapped, "dead")
         page.goto(service.url + "/console/mapping")
         assert page.get_by_role("heading", name="Mapping").is_visible()
+        assert page.get_by_text('"menu_item:7777" = <Revel product id>').is_visible()
         shoot(page, screenshots, "mapping")
+        page.get_by_label("Reason").fill("drill: reload the mapping")
+        page.get_by_role("button", name="Reload mapping").click()
+        assert page.get_by_text("Mapping reloaded:").is_visible()
         page.goto(service.url + "/console/audit")
         audit = page.get_by_role("table").inner_text()
         assert "drill: hold everything" in audit and "drill: replay the held one" in audit and "console" in audit
+        assert "mapping.reload" in audit
         shoot(page, screenshots, "audit")
 
         phone = chromium.new_context(viewport=PHONE, device_scale_factor=1)
         small = phone.new_page()
         sign_in(small, service.url)
-        small.goto(service.url + "/console/deliveries")
-        assert small.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
+        for path in ("/console", f"/console/deliveries/{delivery_id}", "/console/mapping", "/console/audit", "/console/deliveries"):
+            small.goto(service.url + path)
+            width = small.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], f"{path} is {width} px wide on a {PHONE['width']} px screen"
         shoot(small, screenshots, "phone")
         page.get_by_role("button", name="Sign out").click()
         assert page.url.startswith(service.url + "/console/login")
         phone.close()
         context.close()
 
-    def test_a_forged_form_without_the_csrf_token_is_refused(self, chromium, start_service, service_env):
-        service = start_service(service_env)
-        context = chromium.new_context(viewport=DESKTOP)
-        page = context.new_page()
-        sign_in(page, service.url)
+    def test_a_forged_form_without_the_csrf_token_is_refused(self, signed_in):
+        service, page = signed_in
         # A form built in the page, posting to the console with the session's cookies but no CSRF token.
         with page.expect_navigation():
             page.evaluate("""() => {
@@ -121,15 +138,10 @@ class TestConsoleInABrowser:
         assert flags(service)["enable_connector"] is True
         page.goto(service.url + "/console/audit")
         assert "forged" not in page.get_by_role("table").inner_text()
-        context.close()
 
-    def test_the_overview_refreshes_itself(self, chromium, start_service, service_env):
-        service = start_service(service_env)
-        context = chromium.new_context(viewport=DESKTOP)
-        page = context.new_page()
-        sign_in(page, service.url)
+    def test_the_overview_refreshes_itself(self, signed_in):
+        service, page = signed_in
         assert page.get_by_text("Connector: ON", exact=True).is_visible()
         service.admin("PUT", "/admin/flags", json={"enable_connector": False, "reason": "from the API"})
         page.get_by_text("Connector: OFF", exact=True).wait_for(timeout=20_000)
         assert re.search(r"Override set by admin-api", page.inner_text("#overview"))
-        context.close()

@@ -91,3 +91,24 @@ def test_sigterm_stops_the_service_with_exit_code_0(start_service, service_env):
     service = start_service(service_env)
     assert service.stop() == 0
     assert "tsrevel stopped" in service.log_path.read_text()
+
+
+def test_sighup_reloads_the_mapping_file_and_a_replay_then_orders_without_a_restart(start_service, service_env, tmp_path, fake_revel):
+    """Issue 11 item 13: `kill -HUP` reads the mapping file again; the start-up log names the absolute files."""
+    import signal
+
+    from tests.e2e.conftest import ROOT
+
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text((ROOT / "examples" / "mapping.toml").read_text())
+    service = start_service({**service_env, "TSREVEL_MAPPING_FILE": str(mapping)})
+    assert any(f"mapping file: {mapping}" in line.get("msg", "") and f"database: {tmp_path / 'tsrevel.db'}" in line.get("msg", "")
+               for line in service.log_lines())
+    delivery_id = service.signed_post(body(example("unmapped"))).json()["delivery_id"]
+    service.wait_state(delivery_id, "dead")
+    mapping.write_text(mapping.read_text().replace("[products]", '[products]\n"Fruit tower" = 601\n"Egg bites (dozen)" = 601\n', 1))
+    service.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: service.admin("GET", "/admin/status").json()["mapping"]["generation"] == 1, timeout_s=15, what="the SIGHUP reload")
+    assert service.process.poll() is None
+    assert service.admin("POST", f"/admin/deliveries/{delivery_id}/replay").status_code == 200
+    assert service.wait_state(delivery_id, "done", "dead")["state"] == "done"

@@ -25,7 +25,7 @@ from tests.integration.conftest import ADMIN_TOKEN, ROOT, SIGNING_SECRET
 from tsrevel.adapters.fakes import FakeRevel, ManualClock
 from tsrevel.domain.signature import sign_body
 from tsrevel.entrypoints.cli import main
-from tsrevel.entrypoints.container import build_container
+from tsrevel.entrypoints.container import build_container, check_database
 from tsrevel.entrypoints.settings import Settings
 from tsrevel.testing.servers import FakeRevelServer, ServerFault
 
@@ -63,6 +63,8 @@ def env(tmp_path: Path, revel_server: FakeRevelServer) -> dict[str, str | None]:
         EMAIL_TO="ops@example.com",
         LOG_FORMAT="text",
     )
+    # The service made the database: operator commands never create one (issue 11 item 12).
+    asyncio.run(check_database(clean["TSREVEL_DATABASE_URL"]))
     return clean
 
 
@@ -375,3 +377,85 @@ class TestReconcile:
         today = datetime.now(timezone.utc).date().isoformat()
         result = cli(env, "reconcile", "--from", today, "--to", today)
         assert result.exit_code == 2 and "HTTP 503" in result.output
+
+
+# ---- opening the database, and the mapping reload (issue 11 items 10, 12, 13) ---------------------------
+
+
+def one_line_error(result: Result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+class TestOpeningTheDatabase:
+    def test_status_prints_the_absolute_database_path_and_mapping_file(self, env, tmp_path):
+        out = ok(env, "status").stdout
+        assert f"Database: {tmp_path / 'tsrevel.db'}" in out
+        assert f"Mapping file: {ROOT / 'examples' / 'mapping.toml'}" in out
+        data = as_json(ok(env, "status", "--json"))
+        assert data["database"] == str(tmp_path / "tsrevel.db") and data["mapping_file"] == str(ROOT / "examples" / "mapping.toml")
+
+    def test_the_cli_refuses_to_create_a_new_empty_database_and_says_where_it_looked(self, env, tmp_path):
+        missing = tmp_path / "elsewhere.db"
+        line = one_line_error(cli({**env, "TSREVEL_DATABASE_URL": f"sqlite:///{missing}"}, "status"))
+        assert line.startswith(f"tsrevel: TSREVEL_DATABASE_URL: cannot use {missing}: there is no database file at {missing}")
+        assert "set TSREVEL_DATABASE_URL to the service's database" in line
+        assert not missing.exists()
+
+    def test_a_relative_path_names_the_working_directory(self, env, tmp_path, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "var").mkdir()
+        line = one_line_error(cli({**env, "TSREVEL_DATABASE_URL": "sqlite:///./var/tsrevel.db"}, "flags", "show"))
+        assert f"cannot use {tmp_path}/var/tsrevel.db" in line and f"relative to the working directory, now {tmp_path}" in line
+
+    @pytest.mark.parametrize(
+        ("url", "says"),
+        [
+            ("sqlite:////proc/tsrevel-test.db", "unable to open database file"),
+            ("sqlite:///{tmp}/no/such/dir/t.db", "directory {tmp}/no/such/dir does not exist (tsrevel does not create it)"),
+            ("sqlite:///{tmp}", "{tmp} is a directory, not a database file"),
+        ],
+    )
+    def test_serve_with_an_unusable_sqlite_path_is_one_line_and_exit_2(self, env, tmp_path, url, says):
+        line = one_line_error(cli({**env, "TSREVEL_DATABASE_URL": url.format(tmp=tmp_path)}, "serve", "--port", "0"))
+        assert line.startswith("tsrevel: TSREVEL_DATABASE_URL: cannot use ") and says.format(tmp=tmp_path) in line
+        assert not (tmp_path / "no").exists()
+
+    def test_an_unreachable_postgresql_is_one_line_naming_the_host_without_the_password_and_the_bound(self, env):
+        url = "postgresql://tsrevel:s3cret-pw@127.0.0.1:1/tsrevel"  # nothing listens on port 1
+        line = one_line_error(cli({**env, "TSREVEL_DATABASE_URL": url}, "status"))
+        assert "TSREVEL_DATABASE_URL: cannot use PostgreSQL at 127.0.0.1:1/tsrevel" in line
+        assert "gave up after 10 s" in line and "s3cret-pw" not in line
+
+    def test_check_mapping_reads_revel_only_and_needs_no_database(self, env, tmp_path, revel_server):
+        missing = tmp_path / "none.db"
+        ok({**env, "TSREVEL_DATABASE_URL": f"sqlite:///{missing}"}, "check-mapping")
+        assert not missing.exists()
+
+    def test_a_reconcile_report_that_cannot_be_written_is_one_line_before_anything_runs(self, env, tmp_path):
+        line = one_line_error(cli(env, "reconcile", "--from", "2026-01-01", "--to", "2026-01-02", "--json", str(tmp_path / "no" / "r.json")))
+        assert f"--json {tmp_path / 'no' / 'r.json'}: cannot write there" in line
+
+
+class TestMappingReloadCommand:
+    def test_a_good_file_is_recorded_for_the_running_services_and_audited(self, env, tmp_path):
+        mapping = tmp_path / "mapping.toml"
+        mapping.write_text((ROOT / "examples" / "mapping.toml").read_text())
+        env = {**env, "TSREVEL_MAPPING_FILE": str(mapping)}
+        result = ok(env, "mapping", "reload", "--reason", "new product", "--actor", "alice")
+        assert f"Mapping reload #1 recorded: {mapping}" in result.stdout
+        assert as_json(ok(env, "status", "--json"))["mapping_reload"]["generation"] == 1
+        [entry, *_] = audit(env)
+        assert (entry["action"], entry["actor"], entry["reason"]) == ("mapping.reload", "alice", "new product")
+
+    def test_a_bad_file_changes_nothing_and_says_the_file_and_line(self, env, tmp_path):
+        mapping = tmp_path / "mapping.toml"
+        mapping.write_text((ROOT / "examples" / "mapping.toml").read_text() + "\n[locations.203\n")
+        env = {**env, "TSREVEL_MAPPING_FILE": str(mapping)}
+        result = cli(env, "mapping", "reload", "--reason", "try")
+        assert result.exit_code == 2, result.output
+        assert f"{mapping}: not valid TOML" in result.output and "line" in result.output
+        assert "Traceback" not in result.output
+        assert as_json(ok(env, "status", "--json"))["mapping_reload"] is None

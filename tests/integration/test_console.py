@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import sqlite3
@@ -56,6 +57,15 @@ def post_webhook(app: AppHarness, payload: dict) -> int:
     raw = body(payload)
     headers = {"X-Signature": sign_body(raw, secret=SIGNING_SECRET), "Content-Type": "application/json"}
     return app.client.post("/webhooks/tripleseat", content=raw, headers=headers).json()["delivery_id"]
+
+
+def done_and_signed_in(app: AppHarness) -> tuple[dict, int]:
+    """A definite webhook taken to done (its order created), then a console session; answers the payload and delivery id."""
+    payload = definite()
+    delivery_id = post_webhook(app, payload)
+    app.wait_state(delivery_id, "done")
+    sign_in(app)
+    return payload, delivery_id
 
 
 def forged_session(app: AppHarness, data: dict, *, key: bytes) -> str:
@@ -128,6 +138,24 @@ class TestSignIn:
         old_key = web_console.session_key("the-previous-admin-token-0123456789")
         app.client.cookies.set(web_console.SESSION_COOKIE, forged_session(app, {"who": "console", "seen": int(time.time())}, key=old_key), path="/console")
         assert app.client.get("/console", follow_redirects=False).status_code == 303
+
+    @pytest.mark.parametrize("value", [
+        "garbage",
+        base64.b64encode(b"x" * 12 + b"abc" + b"additional_authenticated_data=" + b"{not json").decode(),
+        base64.b64encode(b"x" * 12 + b"abc" + b"additional_authenticated_data=" + b"[1]").decode(),
+        base64.b64encode(b"x" * 12 + b"abc" + b"additional_authenticated_data=" + b'{"expires_at": 99999999999}').decode(),
+    ], ids=["not-base64", "broken-expiry", "expiry-not-an-object", "unsigned"])
+    def test_a_forged_session_cookie_is_no_session_and_never_a_5xx(self, app_factory, value):
+        app = app_factory()
+        app.client.cookies.set(web_console.SESSION_COOKIE, value, path="/console")
+        answer = app.client.get("/console", follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/console/login")
+
+    def test_the_sign_in_page_sends_a_signed_in_operator_on(self, app_factory):
+        app = app_factory()
+        sign_in(app)
+        answer = app.client.get("/console/login?next=/console/audit", follow_redirects=False)
+        assert (answer.status_code, answer.headers["location"]) == (303, "/console/audit")
 
     def test_sign_out_ends_the_session(self, app_factory):
         app = app_factory()
@@ -228,6 +256,7 @@ class TestActionsAreAudited:
         ("/console/deliveries/1/replay", {}),
         ("/console/deliveries/1/discard", {}),
         ("/console/deliveries/1/forget", {}),
+        ("/console/mapping/reload", {}),
     ])
     def test_an_action_without_a_reason_changes_nothing(self, app_factory, path, fields):
         app = app_factory(enable_connector=False)
@@ -239,10 +268,7 @@ class TestActionsAreAudited:
 
     def test_forgetting_an_events_order_after_a_clean_up_in_revel(self, app_factory):
         app = app_factory()
-        payload = definite()
-        delivery_id = post_webhook(app, payload)
-        app.wait_state(delivery_id, "done")
-        sign_in(app)
+        payload, delivery_id = done_and_signed_in(app)
         assert ">Forget order</button>" in app.client.get(f"/console/deliveries/{delivery_id}").text
         event_id = payload["event"]["id"]
         assert act(app, f"/console/deliveries/{delivery_id}/forget", reason="voided in Revel") == (
@@ -251,6 +277,28 @@ class TestActionsAreAudited:
             "error", f"Event {event_id} has no order in the ledger: nothing to forget.")
         [first, second] = [r for r in audit_rows(app) if r[1] == "forget"]
         assert (first[0], first[3]) == ("console", "voided in Revel") and second[3] == "again"
+
+    def test_reload_mapping_puts_a_fixed_file_in_force_and_refuses_a_broken_one(self, app_factory, tmp_path):
+        from tests.integration.conftest import ROOT
+
+        mapping_file = tmp_path / "mapping.toml"
+        original = (ROOT / "examples" / "mapping.toml").read_text()
+        mapping_file.write_text(original)
+        app = app_factory(mapping_file=str(mapping_file))
+        app.wait_state(post_webhook(app, example("unmapped")), "dead")
+        sign_in(app)
+        assert '"menu_item:7777" = <Revel product id>' in html.unescape(app.client.get("/console/mapping").text)
+        mapping_file.write_text(original.replace("[products]", '[products]\n"menu_item:7777" = 777', 1))
+        kind, text = act(app, "/console/mapping/reload", reason="map the fruit tower")
+        assert kind == "ok" and text.startswith(f"Mapping reloaded: {mapping_file}")
+        page = html.unescape(app.client.get("/console/mapping").text)
+        assert "menu_item:7777" in page and '"menu_item:7777" = <Revel product id>' not in page
+        mapping_file.write_text("[products\n")
+        kind, text = act(app, "/console/mapping/reload", reason="oops")
+        assert kind == "error" and text.startswith("Refused: mapping file not reloaded, the one in force stays:")
+        assert "menu_item:7777" in app.client.get("/console/mapping").text
+        reloads = [r for r in audit_rows(app) if r[1] == "mapping.reload"]
+        assert [(r[0], r[3]) for r in reloads] == [("console", "map the fruit tower"), ("console", "oops")]
 
     def test_a_delivery_that_is_not_replayable_says_so(self, app_factory):
         app = app_factory()
@@ -263,10 +311,7 @@ class TestActionsAreAudited:
 class TestPages:
     def test_a_done_delivery_shows_its_order_revel_result_emails_and_timeline(self, app_factory):
         app = app_factory()
-        payload = definite()
-        delivery_id = post_webhook(app, payload)
-        app.wait_state(delivery_id, "done")
-        sign_in(app)
+        payload, delivery_id = done_and_signed_in(app)
         page = app.client.get(f"/console/deliveries/{delivery_id}").text
         reference = f"tripleseat-{payload['event']['id']}"
         for heading in ("Mapped order", "Revel result", "Timeline", "Emails", "Last error"):
@@ -290,8 +335,8 @@ class TestPages:
         delivery_id = post_webhook(app, example("unmapped"))
         app.wait_state(delivery_id, "dead")
         sign_in(app)
-        page = app.client.get("/console/mapping").text
-        assert "&#34;menu_item:7777&#34; = &lt;Revel product id&gt;" in page or '"menu_item:7777" = &lt;Revel product id&gt;' in page
+        page = html.unescape(app.client.get("/console/mapping").text)
+        assert '"menu_item:7777" = <Revel product id>' in page
         assert "examples/mapping.toml" in page and "Tropicana" in page
 
     def test_the_overview_shows_counts_with_links_readiness_and_version(self, app_factory):
@@ -315,6 +360,17 @@ class TestPages:
             page = app.client.get(path)
             assert [s for s in secrets if s in page.text] == [], path
             assert [s for s in secrets if any(s in c for c in page.headers.get_list("set-cookie"))] == [], path
+
+    def test_pages_load_nothing_from_elsewhere_cannot_be_framed_and_are_not_cached(self, app_factory):
+        app = app_factory()
+        sign_in(app)
+        for path in ("/console", "/console/login", "/console/deliveries/424242"):
+            headers = app.client.get(path).headers
+            assert "default-src 'self'" in headers["content-security-policy"] and "frame-ancestors 'none'" in headers["content-security-policy"]
+            assert headers["x-frame-options"] == "DENY" and headers["cache-control"] == "no-store"
+        page = app.client.get("/console").text
+        assert not re.search(r'(src|href|action)="(https?:)?//', page)  # every script, style, link and form is on this host
+        assert app.client.get("/console/static/console.js").headers.get("cache-control") != "no-store"
 
     def test_an_unknown_delivery_is_a_404_page(self, app_factory):
         app = app_factory()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import body, definite, example
-from tests.integration.conftest import ADMIN_TOKEN, SIGNING_SECRET, wait_for
+from tests.integration.conftest import ADMIN_TOKEN, ROOT, SIGNING_SECRET, wait_for
 from tsrevel.domain.signature import sign_body
 
 pytestmark = pytest.mark.integration
@@ -203,6 +203,45 @@ class TestProbes:
         app = app_factory()
         schema = app.client.get("/schema/openapi.json").json()
         assert "/webhooks/tripleseat" in schema["paths"]
+
+
+class TestMappingReload:
+    """Issue 11 item 13: POST /admin/mapping/reload, a replay after the fix, and a bad file refused with its line."""
+
+    def test_a_fixed_mapping_is_in_force_for_the_replay_without_a_restart(self, app_factory, tmp_path):
+        mapping = tmp_path / "mapping.toml"
+        mapping.write_text((ROOT / "examples" / "mapping.toml").read_text())
+        app = app_factory(mapping_file=str(mapping))
+        raw = body(example("unmapped"))
+        delivery_id = app.client.post("/webhooks/tripleseat", content=raw, headers=signed(raw)).json()["delivery_id"]
+        app.wait_state(delivery_id, "dead")
+        mapping.write_text(mapping.read_text().replace("[products]", '[products]\n"Fruit tower" = 601\n"Egg bites (dozen)" = 601\n', 1))
+        reloaded = app.client.post("/admin/mapping/reload", json={"reason": "map the fruit tower"}, headers=app.admin())
+        assert reloaded.status_code == 200, reloaded.text
+        assert reloaded.json()["mapping"]["file"] == str(mapping.absolute())
+        assert reloaded.json()["mapping"]["generation"] == 1 and reloaded.json()["mapping"]["loaded_at"]
+        status = app.client.get("/admin/status", headers=app.admin()).json()
+        assert status["mapping"]["file"] == str(mapping.absolute())
+        assert app.client.post(f"/admin/deliveries/{delivery_id}/replay", headers=app.admin()).status_code == 200
+        assert app.wait_state(delivery_id, "done", "dead")["state"] == "done"
+
+    def test_a_file_that_does_not_validate_is_refused_with_its_file_and_line(self, app_factory, tmp_path):
+        mapping = tmp_path / "mapping.toml"
+        mapping.write_text((ROOT / "examples" / "mapping.toml").read_text())
+        app = app_factory(mapping_file=str(mapping))
+        mapping.write_text(mapping.read_text() + "\n[locations.203\n")
+        refused = app.client.post("/admin/mapping/reload", json={"reason": "try"}, headers=app.admin())
+        assert refused.status_code == 422
+        answer = refused.json()
+        assert answer["file"] == str(mapping.absolute()) and isinstance(answer["line"], int)
+        assert "not valid TOML" in answer["problem"] and answer["correlation_id"]
+        raw = body(definite())  # the old mapping still orders
+        delivery_id = app.client.post("/webhooks/tripleseat", content=raw, headers=signed(raw)).json()["delivery_id"]
+        assert app.wait_state(delivery_id, "done", "dead")["state"] == "done"
+
+    def test_the_reload_needs_the_admin_token(self, app_factory):
+        app = app_factory()
+        assert app.client.post("/admin/mapping/reload", json={"reason": "x"}).status_code in (401, 403)
 
 
 def test_no_secret_appears_in_any_response(app_factory):

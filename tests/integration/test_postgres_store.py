@@ -25,7 +25,7 @@ from tests.postgres_db import (
 )
 from tsrevel.adapters.postgres_store import _EVENT_LOCK_CLASS, MIGRATIONS, PostgresStore
 from tsrevel.domain.deliveries import DONE, PROCESSING, QUEUED, NewDelivery
-from tsrevel.domain.errors import ConfigError
+from tsrevel.domain.errors import ConfigError, StoreUnavailable
 from tsrevel.domain.orders import OrderRef
 from tsrevel.domain.ports import EMAIL_PENDING, EmailMessage
 
@@ -118,10 +118,11 @@ class TestUrls:
     async def test_an_unreachable_server_fails_the_call_and_the_store_can_try_again(self):
         store = PostgresStore.from_url(f"postgresql://postgres@127.0.0.1:{closed_port()}/test", timeout_s=1.0)
         try:
-            with pytest.raises(psycopg.OperationalError):
+            with pytest.raises(StoreUnavailable) as first:
                 await store.check_writable()
-            with pytest.raises(psycopg.OperationalError):
+            with pytest.raises(StoreUnavailable):
                 await store.check_writable()
+            assert isinstance(first.value.__cause__, psycopg.OperationalError)
         finally:
             await store.close()
         with pytest.raises(RuntimeError, match="closed"):
@@ -143,6 +144,23 @@ class TestUrls:
                 count = conn.execute(f'SELECT COUNT(*) FROM "{name}".deliveries').fetchone()[0]
         assert {"deliveries", "timeline", "orders", "flags", "emails", "audit", "kv", "schema_version"} <= tables
         assert count == 1
+
+
+class TestDurability:
+    async def test_nothing_turns_synchronous_commit_off_on_the_stores_connections(self, open_store):
+        """Issue 11 item 5: a commit (an acknowledged webhook) waits for the WAL flush on every connection."""
+        store = await open_store()
+        modes = await asyncio.gather(*(store.synchronous_mode() for _ in range(4)))
+        assert modes == ["on"] * 4
+
+    async def test_the_probe_would_see_a_lowered_synchronous_commit(self, url, schema):
+        # The check can fail: a URL that lowers it is reported as it is.
+        lowered = url + ("&" if "?" in url else "?") + "options=-csynchronous_commit%3Doff"
+        store = PostgresStore.from_url(lowered, schema=schema)
+        try:
+            assert await store.synchronous_mode() == "off"
+        finally:
+            await store.close()
 
 
 class TestMigrations:

@@ -387,3 +387,20 @@ class TestRateLimit:
         await asyncio.gather(*(gateway.find_order(4, f"tripleseat-{n}", correlation_id="c") for n in range(5)))
         assert time.monotonic() - started >= 0.2
         assert sorted(r.param("local_id") for r in revel.requests) == [f"tripleseat-{n}" for n in range(5)]
+
+
+class TestCallDeadline:
+    """Issue 11 item 7: REVEL_TIMEOUT_S bounds each read; TSREVEL_CALL_DEADLINE_S bounds the whole call."""
+
+    @pytest.mark.anyio
+    async def test_an_answer_trickled_byte_by_byte_ends_at_the_deadline_as_a_transient_failure(self, revel):
+        revel.add_order(ORDER.local_id)  # a real answer to trickle: the order's page
+        revel.script(ServerFault.trickle(0.2), ServerFault.trickle(0.2))
+        # Each byte comes well within the 5 s read timeout; the answer as a whole would take minutes.
+        async with httpx.AsyncClient(base_url=revel.url, timeout=5.0, trust_env=False) as patient:
+            gateway = HttpxRevelGateway(patient, api_key=API_KEY, api_secret=API_SECRET, min_interval_s=0, deadline_s=1.0)
+            lookup = await failure(gateway.find_order(4, ORDER.local_id, correlation_id="c"))
+            create = await failure(gateway.create_order(ORDER, correlation_id="c"))
+        assert lookup.is_transient and not lookup.failure.outcome_unknown
+        assert "no complete answer within 1 s (TSREVEL_CALL_DEADLINE_S)" in str(lookup)
+        assert create.is_transient and create.failure.outcome_unknown  # Revel may have kept it: looked up next time

@@ -177,6 +177,17 @@ class TestErrors:
         assert error.is_transient
 
 
+class TestCallDeadline:
+    @pytest.mark.anyio
+    async def test_a_send_that_outlives_the_deadline_is_given_up_as_transient(self, sendgrid_server):
+        """Issue 11 item 7: the send runs in a thread; its socket timeout (30 s here) is not what ends it."""
+        sendgrid_server.script(ServerFault.hang(3))  # answered after 3 s: without the deadline the send succeeds then
+        client = make_sendgrid_client(API_KEY, sendgrid_server.url, 30.0)
+        mailer = SendGridMailer(client, sender=SENDER, recipients=OPS, timeout_s=30.0, deadline_s=0.5)
+        error = await failure(mailer.send(MESSAGE, outbox_id=1))
+        assert error.is_transient and "no complete answer within 0.5 s (TSREVEL_CALL_DEADLINE_S)" in str(error)
+
+
 class TestNoKeyInLogs:
     @pytest.mark.anyio
     async def test_the_key_never_reaches_the_logs_even_at_debug(self, sendgrid_server, caplog):

@@ -40,7 +40,7 @@ from tsrevel.domain.deliveries import (
     Delivery,
     NewDelivery,
 )
-from tsrevel.domain.errors import ConfigError, InvalidRequest, NotFound
+from tsrevel.domain.errors import ConfigError, DatabaseMissing, InvalidRequest, NotFound, StoreUnavailable
 from tsrevel.domain.orders import OrderRef
 from tsrevel.domain.ports import (
     BUSY,
@@ -92,6 +92,7 @@ async def memory_backend(tmp_path: Path) -> AsyncIterator[Opener]:
 @asynccontextmanager
 async def sqlite_backend(tmp_path: Path) -> AsyncIterator[Opener]:
     path = tmp_path / "var" / "tsrevel.db"
+    path.parent.mkdir()  # as `make run` does: the store never creates directories
     opened: list[SqliteStore] = []
 
     async def open_store() -> SqliteStore:
@@ -856,14 +857,59 @@ def test_sqlite_urls_name_relative_and_absolute_files():
 @pytest.mark.anyio
 class TestSqliteStore:
     async def test_nothing_touches_the_disk_until_first_use(self, tmp_path):
-        path = tmp_path / "new" / "dir" / "t.db"
+        path = tmp_path / "t.db"
         store = SqliteStore(path)
-        assert not path.parent.exists()
+        assert not path.exists()
         try:
             await store.migrate()
             assert path.exists()
         finally:
             await store.close()
+
+    async def test_a_missing_directory_is_an_error_and_is_not_created(self, tmp_path):
+        path = tmp_path / "new" / "dir" / "t.db"
+        store = SqliteStore(path)
+        try:
+            with pytest.raises(StoreUnavailable, match=r"directory .*/new/dir does not exist \(tsrevel does not create it\)"):
+                await store.migrate()
+            assert not path.parent.exists()
+        finally:
+            await store.close()
+
+    async def test_a_directory_in_place_of_the_file_is_an_error(self, tmp_path):
+        store = SqliteStore(tmp_path)
+        try:
+            with pytest.raises(StoreUnavailable, match="is a directory, not a database file"):
+                await store.migrate()
+        finally:
+            await store.close()
+
+    async def test_without_create_a_missing_file_is_refused_and_not_created(self, tmp_path):
+        path = tmp_path / "t.db"
+        store = SqliteStore(path, create=False)
+        try:
+            with pytest.raises(DatabaseMissing, match=f"there is no database file at {path}"):
+                await store.migrate()
+            assert not path.exists()
+        finally:
+            await store.close()
+
+    @pytest.mark.parametrize("configured", ["full", "normal"])
+    async def test_the_synchronous_pragma_is_the_configured_one_full_by_default(self, tmp_path, configured):
+        default = SqliteStore(tmp_path / "default.db")
+        chosen = SqliteStore(tmp_path / "chosen.db", synchronous=configured)
+        try:
+            await default.migrate()
+            await chosen.migrate()
+            assert await default.synchronous_mode() == "full"
+            assert await chosen.synchronous_mode() == configured
+        finally:
+            await default.close()
+            await chosen.close()
+
+    def test_an_unknown_synchronous_mode_is_a_configuration_error(self, tmp_path):
+        with pytest.raises(ConfigError, match="'off' is not one of full, normal"):
+            SqliteStore(tmp_path / "t.db", synchronous="off")
 
     async def test_the_file_is_in_wal_mode_and_migrations_are_recorded_once(self, tmp_path):
         path = tmp_path / "t.db"
@@ -886,9 +932,9 @@ class TestSqliteStore:
         blocker.write_text("x")
         store = SqliteStore(blocker / "t.db")
         try:
-            with pytest.raises(OSError):
+            with pytest.raises(StoreUnavailable, match="is not a directory"):
                 await store.migrate()
-            with pytest.raises(OSError):
+            with pytest.raises(StoreUnavailable, match="is not a directory"):
                 await store.check_writable()
         finally:
             await store.close()
@@ -902,7 +948,7 @@ class TestSqliteStore:
         try:
             blocker.execute("BEGIN IMMEDIATE")
             assert await store.count_by_state() == {}
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
+            with pytest.raises(StoreUnavailable, match="database is locked"):
                 await store.check_writable()
             blocker.execute("ROLLBACK")
             await store.check_writable()

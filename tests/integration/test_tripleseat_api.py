@@ -189,6 +189,14 @@ class TestErrors:
         assert error.is_transient and "timed out" in str(error)
 
     @pytest.mark.anyio
+    async def test_an_answer_trickled_byte_by_byte_ends_at_the_call_deadline(self, client, tripleseat):
+        """Issue 11 item 7: each byte within the read timeout, the whole fetch bounded by TSREVEL_CALL_DEADLINE_S."""
+        tripleseat.script(ServerFault.trickle(0.2, path=EVENTS))
+        source = HttpxTripleSeatSource(client, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, deadline_s=1.0)
+        error = await failure(source.fetch_event("55521609", correlation_id="c"), *tripleseat.tokens_issued)
+        assert error.is_transient and "no complete answer within 1 s" in str(error)
+
+    @pytest.mark.anyio
     async def test_a_reset_connection_is_transient(self, source, tripleseat):
         tripleseat.script(ServerFault.reset(path=EVENTS))
         error = await failure(source.fetch_event("55521609", correlation_id="c"), *tripleseat.tokens_issued)

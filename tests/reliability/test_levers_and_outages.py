@@ -206,12 +206,15 @@ class TestHealthAndReadiness:
         try:
             blocker.execute("BEGIN IMMEDIATE")
             ready = app.client.get("/ready", timeout=60)
-            assert ready.status_code == 503 and ready.json()["problems"] == ["store not writable: OperationalError"]
+            assert ready.status_code == 503 and ready.json()["problems"] == ["store not writable: database is locked"]
             assert app.client.get("/health", timeout=60).status_code == 200
             # Not durable, so not acknowledged: TripleSeat will send it again.
             raw = body(definite())
             refused = app.signed_post(raw)
             assert refused.status_code != 200
+            # Issue 11 item 3: a 503 that TripleSeat retries, saying why, in our error shape.
+            assert refused.status_code == 503 and refused.headers["Retry-After"] == "30"
+            assert "database is locked" in refused.json()["error"] and refused.json()["correlation_id"]
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()

@@ -74,6 +74,22 @@ class TestDeliveryDetail:
         assert names[0] == "items"
         assert detail.emails and detail.emails[0].message.kind == "order_created"
 
+    def test_a_mapped_orders_lists_and_tables_become_tables_and_its_single_values_facts(self):
+        from tsrevel.domain.deliveries import Delivery
+        from tsrevel.testing import ManualClock
+
+        result = {"total": "10.00", "items": [{"name": "Ring", "price": "2.50"}], "unmapped": ["'Fruit tower'"],
+                  "history": {"opened": "2026-01-01T10:00:00", "closed": False}, "payments": []}
+        delivery = Delivery(id=1, key="k", body=b"{}", correlation_id="c", received_at=ManualClock().now(), trigger_type=None,
+                            event_id=None, state=st.DRY_RUN)
+        detail = views.DeliveryDetail(delivery=delivery, location=None, emails=(), order=None, result=result)
+        assert detail.order_facts == [("total", "10.00")]
+        assert detail.order_tables == [
+            ("items", ["name", "price"], [["Ring", "2.50"]]),
+            ("unmapped", ["unmapped"], [["'Fruit tower'"]]),
+            ("history", ["field", "value"], [["opened", "2026-01-01T10:00:00"], ["closed", False]]),
+        ]
+
     @pytest.mark.parametrize("enable_connector, state", [(False, st.HELD)])
     async def test_the_buttons_follow_the_domains_replayable_and_discardable_states(self, enable_connector, state):
         world = fake_world(enable_connector=enable_connector)

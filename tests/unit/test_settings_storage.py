@@ -43,3 +43,28 @@ class TestDatabaseUrlInTheLog:
         shown = dict(settings.describe())
         assert shown["TSREVEL_DATABASE_URL"] == "postgresql://tsrevel:(redacted)@db:5432/tsrevel"
         assert "s3cret" not in repr(settings.describe())
+
+
+class TestSqliteDurability:
+    def test_sqlite_syncs_every_commit_unless_told_otherwise(self):
+        assert Settings.from_env({}).sqlite_synchronous == "full"
+        assert Settings.from_env({"TSREVEL_SQLITE_SYNCHRONOUS": "NORMAL"}).sqlite_synchronous == "normal"
+
+    @pytest.mark.parametrize("value", ["off", "extra", "fast"])
+    def test_a_synchronous_mode_other_than_full_or_normal_stops_start_up(self, value):
+        with pytest.raises(ConfigError, match="TSREVEL_SQLITE_SYNCHRONOUS"):
+            Settings.from_env({"TSREVEL_SQLITE_SYNCHRONOUS": value})
+
+
+class TestCallDeadline:
+    def test_the_default_deadline_is_thirty_seconds_or_half_the_lease(self):
+        assert Settings.from_env({}).call_deadline_s == 30.0
+        assert Settings.from_env({"TSREVEL_LEASE_S": "20"}).call_deadline_s == 10.0
+
+    @pytest.mark.parametrize(("deadline", "lease"), [("60", "60"), ("90", "60"), ("5", "2")])
+    def test_a_deadline_not_shorter_than_the_lease_stops_start_up(self, deadline, lease):
+        with pytest.raises(ConfigError, match=r"TSREVEL_CALL_DEADLINE_S: .* is not shorter than TSREVEL_LEASE_S"):
+            Settings.from_env({"TSREVEL_CALL_DEADLINE_S": deadline, "TSREVEL_LEASE_S": lease})
+
+    def test_a_deadline_below_the_lease_is_accepted(self):
+        assert Settings.from_env({"TSREVEL_CALL_DEADLINE_S": "45", "TSREVEL_LEASE_S": "60"}).call_deadline_s == 45.0

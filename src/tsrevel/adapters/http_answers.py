@@ -1,11 +1,36 @@
-"""Reading an HTTP answer the way every adapter needs it: a Retry-After moment, a short body excerpt."""
+"""What every adapter needs around an outside call: a total deadline, a Retry-After moment, a short body excerpt."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+from tsrevel.domain.errors import GatewayError
+
+T = TypeVar("T")
 
 EXCERPT_CHARS = 300
+
+
+async def within_deadline(call: Awaitable[T], deadline_s: float | None, timed_out: Callable[[], GatewayError]) -> T:
+    """Await call, but no longer than deadline_s in all: connect, send and every read together.
+
+    The clients' own timeouts bound each read, so a far side that trickles its answer a byte at a
+    time would hold the call (and the delivery's lease) for ever; this ends it with timed_out().
+    """
+    if deadline_s is None:
+        return await call
+    scope = asyncio.timeout(deadline_s)
+    try:
+        async with scope:
+            return await call
+    except TimeoutError:
+        if not scope.expired():
+            raise  # the call's own timeout (a socket's TimeoutError): the adapter classifies it
+        raise timed_out() from None
 
 
 def body_excerpt(content: bytes, limit: int = EXCERPT_CHARS) -> str:

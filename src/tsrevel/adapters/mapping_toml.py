@@ -29,3 +29,17 @@ def load_mapping_file(path: str | Path) -> MappingConfig:
         return mapping_from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc}") from None
+
+
+class TomlMappingFile:
+    """The MappingSource of the service: the TOML file named by TSREVEL_MAPPING_FILE, read on each load()."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = Path(path)
+
+    @property
+    def location(self) -> str:
+        return str(self._path.absolute())
+
+    def load(self) -> MappingConfig:
+        return load_mapping_file(self._path)

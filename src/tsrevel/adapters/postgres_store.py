@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -24,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from tsrevel.adapters.store_common import (
     NOTE_CLAIMED,
+    StoreOutage,
     NOTE_TAKEN_OVER,
     UTC,
     check_email_state,
@@ -53,7 +55,7 @@ from tsrevel.domain.deliveries import (
     TimelineEntry,
 )
 from tsrevel.domain.deliveries import SOURCE_WEBHOOK, duplicate_by_version
-from tsrevel.domain.errors import ConfigError
+from tsrevel.domain.errors import ConfigError, StoreUnavailable
 from tsrevel.domain.orders import OrderRef
 from tsrevel.domain.ports import (
     BUSY,
@@ -201,6 +203,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 
 
+# Driver errors that mean "the database cannot take this call now": unreachable, shut down, out of
+# resources (disk full), locks not available, a read-only (standby) server.
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)
+
+
+def host_of(url: str) -> str:
+    """host:port/dbname of a PostgreSQL URL, for messages: never the user's password."""
+    info = conninfo_to_dict(url)
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
 def check_url(url: str) -> str:
     """The URL itself when it names a PostgreSQL database; ConfigError (without the URL: it may hold a password)."""
     if not url.startswith(URL_PREFIXES):
@@ -240,6 +253,7 @@ class PostgresStore:
         self._pool: AsyncConnectionPool[AsyncConnection[DictRow]] | None = None
         self._opening = asyncio.Lock()
         self._closed = False
+        self._outage = StoreOutage(f"PostgreSQL store {host_of(self._url)}")
 
     @classmethod
     def from_url(cls, url: str, *, schema: str | None = None, **pool: Any) -> PostgresStore:
@@ -271,11 +285,41 @@ class PostgresStore:
                 self._pool = None
 
     async def check_writable(self) -> None:
-        """Write the heartbeat row; raises when the database cannot take a write."""
+        """Write the heartbeat row; raises StoreUnavailable when the database cannot take a write."""
         async with self._transaction() as conn:
             await conn.execute(
                 "INSERT INTO heartbeat (id, at) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET at = excluded.at"
             )
+
+    async def probe(self, *, within_s: float) -> None:
+        """Connect once, trying again until within_s has passed; StoreUnavailable with the last reason and the bound.
+
+        For start-up and the CLI: a pool would only say "couldn't get a connection", not why.
+        """
+        deadline = time.monotonic() + within_s
+        last = "no answer"
+        while (left := deadline - time.monotonic()) > 0:
+            kwargs = {**self._connect_kwargs(), "connect_timeout": max(1, int(min(5.0, left)))}
+            try:
+                async with asyncio.timeout(left):
+                    conn = await psycopg.AsyncConnection.connect(self._url, **kwargs)
+                await conn.close()
+                return
+            except TimeoutError:
+                break  # the bound ran out mid-attempt: the last reason stands
+            except psycopg.Error as exc:
+                if exc.sqlstate is not None or "FATAL:" in str(exc):  # the server answered (no such database, wrong password)
+                    raise StoreUnavailable(self._reason(exc)) from None
+                last = self._reason(exc)
+            await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        raise StoreUnavailable(f"{last}; gave up after {within_s:g} s")
+
+    async def synchronous_mode(self) -> str:
+        """SHOW synchronous_commit on the store's own connections: "on" unless the server or the URL lowered it."""
+        async with self._connection() as conn:
+            row = await _one(conn, "SHOW synchronous_commit")
+        assert row is not None
+        return str(row["synchronous_commit"])
 
     # -- deliveries -------------------------------------------------------------------------------
 
@@ -832,10 +876,24 @@ class PostgresStore:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection[DictRow]]:
-        """A pooled connection in autocommit mode: each statement is its own snapshot."""
-        pool = await self._open_pool()
-        async with pool.connection() as conn:
-            yield conn
+        """A pooled connection in autocommit mode: each statement is its own snapshot.
+
+        A server that cannot be reached, has shut down, is read-only or full makes StoreUnavailable;
+        a statement's own error (a bug, a constraint) passes through as it is.
+        """
+        try:
+            pool = await self._open_pool()
+            async with pool.connection() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise self._outage.failed(StoreUnavailable(self._reason(exc))) from exc
+        self._outage.recovered()
+
+    def _reason(self, exc: BaseException) -> str:
+        """The driver's first line, without the password should the message ever quote the URL."""
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        password = conninfo_to_dict(self._url).get("password")
+        return text.replace(password, "***") if password else text
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection[DictRow]]:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after
+from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after, within_deadline
 from tsrevel.domain.errors import GatewayError
 from tsrevel.domain.orders import OrderLine, OrderRef, RevelOrder
 
@@ -57,8 +57,10 @@ class HttpxRevelGateway:
         min_interval_s: float = 0.2,
         page_limit: int = 100,
         max_pages: int = 20,
+        deadline_s: float | None = None,
     ) -> None:
         self._client = client
+        self._deadline_s = deadline_s  # TSREVEL_CALL_DEADLINE_S: the whole of one request, all reads included
         self._auth = f"{api_key}:{api_secret}"
         self._secrets = tuple(s for s in (self._auth, api_key, api_secret) if s)
         self._min_interval_s = min_interval_s
@@ -204,7 +206,14 @@ class HttpxRevelGateway:
         }
         await self._pace()
         try:
-            response = await self._client.request(method, url, params=params, content=content, headers=headers)
+            response = await within_deadline(
+                self._client.request(method, url, params=params, content=content, headers=headers),
+                self._deadline_s,
+                lambda: GatewayError.transient(
+                    f"Revel {what}: no complete answer within {self._deadline_s:g} s (TSREVEL_CALL_DEADLINE_S)",
+                    outcome_unknown=create,
+                ),
+            )
         except httpx.RequestError as exc:
             # `from None`: the httpx exception carries the request, auth header included.
             raise self._transport_error(exc, what, create=create) from None

@@ -13,7 +13,7 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Mail
 
 # Shared wire helpers; they belong in a common adapters module once there is one.
-from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after
+from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after, within_deadline
 from tsrevel.domain.errors import GatewayError
 from tsrevel.domain.ports import EmailMessage
 
@@ -61,8 +61,11 @@ def make_sendgrid_client(api_key: str, host: str, timeout_s: float) -> SendGridA
 class SendGridMailer:
     """Mailer over SendGrid's v3 mail/send."""
 
-    def __init__(self, client: SendGridAPIClient, *, sender: str, recipients: tuple[str, ...], timeout_s: float) -> None:
+    def __init__(
+        self, client: SendGridAPIClient, *, sender: str, recipients: tuple[str, ...], timeout_s: float, deadline_s: float | None = None
+    ) -> None:
         self._client = client
+        self._deadline_s = deadline_s  # TSREVEL_CALL_DEADLINE_S: the thread may run on, but the send is given up
         self._sender = sender
         self._recipients = tuple(recipients)
         self._timeout_s = timeout_s
@@ -76,7 +79,11 @@ class SendGridMailer:
         body = build_mail(message, sender=self._sender, recipients=recipients, outbox_id=outbox_id).get()
         try:
             # The client blocks (urllib); a worker thread keeps the event loop free meanwhile.
-            await asyncio.to_thread(self._post, body)
+            await within_deadline(
+                asyncio.to_thread(self._post, body),
+                self._deadline_s,
+                lambda: GatewayError.transient(f"SendGrid send: no complete answer within {self._deadline_s:g} s (TSREVEL_CALL_DEADLINE_S)"),
+            )
         except python_http_client.exceptions.HTTPError as exc:
             raise self._status_error(exc) from None
         except (OSError, http.client.HTTPException) as exc:  # OSError: timeouts, URLError, resets, TLS

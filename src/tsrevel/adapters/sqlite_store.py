@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from tsrevel.adapters.store_common import (
     NOTE_CLAIMED,
+    StoreOutage,
     NOTE_TAKEN_OVER,
     check_email_state,
     check_finish_state,
@@ -48,7 +49,7 @@ from tsrevel.domain.deliveries import (
     TimelineEntry,
 )
 from tsrevel.domain.deliveries import SOURCE_WEBHOOK, duplicate_by_version
-from tsrevel.domain.errors import ConfigError
+from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable
 from tsrevel.domain.orders import OrderRef
 from tsrevel.domain.ports import (
     BUSY,
@@ -68,6 +69,13 @@ from tsrevel.domain.ports import (
 T = TypeVar("T")
 
 URL_PREFIX = "sqlite:///"
+# PRAGMA synchronous: FULL syncs the WAL at every commit, so an acknowledged webhook survives power
+# or OS loss; NORMAL (the opt-out, TSREVEL_SQLITE_SYNCHRONOUS=normal) may lose the last commits then.
+SYNCHRONOUS_MODES = ("full", "normal")
+# The result codes (low byte of sqlite_errorcode) that mean "the database cannot take this call now",
+# as opposed to a bug in a statement: busy/locked, read-only, I/O error, corrupt, full, cannot open.
+_UNAVAILABLE_CODES = {5: "busy", 6: "locked", 8: "read-only", 10: "disk I/O error", 11: "corrupt", 13: "full",
+                      14: "cannot open", 15: "locking protocol", 26: "not a database"}
 
 # Each migration is applied in its own transaction; statements are listed one by one because
 # sqlite3's executescript() would commit the open transaction first.
@@ -183,9 +191,16 @@ def path_from_url(url: str) -> Path:
 class SqliteStore:
     """Deliveries, the order ledger, flags, the email outbox and audit in one SQLite file."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout_ms: int = 5000, synchronous: str = "full", create: bool = True
+    ) -> None:
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise ConfigError(f"SQLite synchronous mode {synchronous!r} is not one of {', '.join(SYNCHRONOUS_MODES)}")
         self._path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
+        self._synchronous = synchronous
+        self._create = create  # False: refuse to make a new, empty database file (the operator CLI)
+        self._outage = StoreOutage(f"SQLite store {self._path}")
         # One thread owns the connection, so calls from the event loop are serialized in order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsrevel-sqlite")
         self._conn: sqlite3.Connection | None = None  # opened lazily, used only on the executor thread
@@ -195,9 +210,9 @@ class SqliteStore:
         self._intake_writer: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, busy_timeout_ms: int = 5000) -> SqliteStore:
+    def from_url(cls, url: str, **options: Any) -> SqliteStore:
         """A store for a ``sqlite:///`` URL such as TSREVEL_DATABASE_URL."""
-        return cls(path_from_url(url), busy_timeout_ms=busy_timeout_ms)
+        return cls(path_from_url(url), **options)
 
     @property
     def path(self) -> Path:
@@ -217,8 +232,13 @@ class SqliteStore:
         self._executor.shutdown(wait=True)
 
     async def check_writable(self) -> None:
-        """Write the heartbeat row; raises when the database cannot take a write."""
+        """Write the heartbeat row; raises StoreUnavailable when the database cannot take a write."""
         await self._write(_beat)
+
+    async def synchronous_mode(self) -> str:
+        """The PRAGMA synchronous in force on the store's own connection: "full" or "normal"."""
+        level = await self._call(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0])
+        return {0: "off", 1: "normal", 2: "full", 3: "extra"}.get(level, str(level))
 
     # -- deliveries -------------------------------------------------------------------------------
 
@@ -438,11 +458,21 @@ class SqliteStore:
         if self._closed:
             raise RuntimeError(f"the SQLite store for {self._path} is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._on_connection, fn, args)
+        try:
+            result = await loop.run_in_executor(self._executor, self._on_connection, fn, args)
+        except sqlite3.Error as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise  # a statement's own error (a bug, a constraint): not an outage
+            raise self._outage.failed(StoreUnavailable(reason)) from exc
+        except StoreUnavailable as exc:
+            raise self._outage.failed(exc) from None
+        self._outage.recovered()
+        return result
 
     def _on_connection(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         if self._conn is None:
-            self._conn = _connect(self._path, self._busy_timeout_ms)
+            self._conn = _connect(self._path, self._busy_timeout_ms, self._synchronous, create=self._create)
         return fn(self._conn, *args)
 
     def _close_connection(self) -> None:
@@ -472,16 +502,35 @@ def _enable_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
             time.sleep(0.01)
 
 
-def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def unavailable_reason(exc: sqlite3.Error) -> str | None:
+    """Why the database cannot take the call (SQLite's own words), or None for a statement's own error."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _UNAVAILABLE_CODES:
+        return str(exc) or _UNAVAILABLE_CODES[code & 0xFF]
+    text = str(exc)
+    if any(word in text for word in ("locked", "busy", "disk I/O", "readonly", "unable to open", "is full", "malformed")):
+        return text
+    return None
+
+
+def _connect(path: Path, busy_timeout_ms: int, synchronous: str = "full", *, create: bool = True) -> sqlite3.Connection:
+    # No directory is created: a missing one means a mistyped path or the wrong working directory.
+    if not path.parent.is_dir():
+        what = "is not a directory" if path.parent.exists() else "does not exist"
+        raise StoreUnavailable(f"directory {path.parent.absolute()} {what} (tsrevel does not create it)")
+    if path.is_dir():
+        raise StoreUnavailable(f"{path.absolute()} is a directory, not a database file")
+    if not create and not path.exists():
+        raise DatabaseMissing(f"there is no database file at {path.absolute()}")
     # isolation_level=None: the module opens no transactions of its own; we issue BEGIN ourselves.
     conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
     try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         _enable_wal(conn, busy_timeout_ms)
-        # In WAL mode NORMAL loses no committed transaction when the process dies, only on power loss.
-        conn.execute("PRAGMA synchronous = NORMAL")
+        # FULL: a commit (an acknowledged webhook) is on disk before we answer. NORMAL loses none when
+        # the process dies, but may lose the last commits on power or OS loss (docs/configuration.md).
+        conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         conn.execute("PRAGMA foreign_keys = ON")
     except BaseException:
         conn.close()

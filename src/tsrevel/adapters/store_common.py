@@ -1,11 +1,13 @@
-"""Pure helpers the stores share: UTC time handling, argument checks and the notes they write; no I/O."""
+"""Helpers the stores share: UTC time handling, argument checks, the notes they write, outage logging."""
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime, timezone
 
 from tsrevel.domain.deliveries import PROCESSING, REJECTED, REPLAYABLE_STATES, STATES, NewDelivery, can_move
-from tsrevel.domain.errors import InvalidRequest, NotFound
+from tsrevel.domain.errors import InvalidRequest, NotFound, StoreUnavailable
 from tsrevel.domain.ports import (
     EMAIL_FAILED,
     EMAIL_PENDING,
@@ -15,6 +17,8 @@ from tsrevel.domain.ports import (
 )
 
 UTC = timezone.utc
+
+log = logging.getLogger("tsrevel.store")
 
 NOTE_RECEIVED = "received"
 NOTE_CLAIMED = "claimed"
@@ -81,3 +85,33 @@ def check_replayable(state: str) -> None:
 
 def missing_delivery(delivery_id: int) -> NotFound:
     return NotFound(f"delivery {delivery_id} does not exist")
+
+
+class StoreOutage:
+    """Logs a store outage once when it starts and once when it ends, never once per failed call.
+
+    Every caller (each webhook, each worker poll, each readiness probe) sees the failure; the log
+    says it twice per outage: the first failure with its reason, then the recovery with its length.
+    """
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._since: float | None = None
+        self.reason: str | None = None  # why the store is unavailable now; None while it works
+
+    def failed(self, exc: StoreUnavailable) -> StoreUnavailable:
+        if self._since is None:
+            self._since = time.monotonic()
+            self.reason = exc.reason
+            log.error(
+                "%s unavailable: %s; webhooks are answered 503 with Retry-After and deliveries wait until it recovers"
+                " (logged once per outage)", self._what, exc.reason, extra={"store_outage": "started"},
+            )
+        return exc
+
+    def recovered(self) -> None:
+        if self._since is None:
+            return
+        lasted, reason = time.monotonic() - self._since, self.reason
+        self._since, self.reason = None, None
+        log.warning("%s available again after %.1f s (was: %s)", self._what, lasted, reason, extra={"store_outage": "ended"})

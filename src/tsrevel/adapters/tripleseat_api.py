@@ -22,7 +22,7 @@ from urllib.parse import quote
 import httpx
 
 # Shared wire helpers; they belong in a common adapters module once there is one.
-from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after
+from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after, within_deadline
 from tsrevel.domain.errors import GatewayError
 from tsrevel.domain.events import TripleSeatEvent
 from tsrevel.domain.ports import Clock, Store
@@ -79,8 +79,10 @@ class HttpxTripleSeatSource:
         refresh_token: str | None = None,
         token_store: TokenStore | None = None,
         max_requests_per_s: float = MAX_REQUESTS_PER_S,
+        deadline_s: float | None = None,
     ) -> None:
         self._client = client
+        self._deadline_s = deadline_s  # TSREVEL_CALL_DEADLINE_S: each call, token requests included
         self._min_interval_s = 1.0 / max_requests_per_s if max_requests_per_s > 0 else 0.0
         self._next_start = 0.0
         self._pace_lock = asyncio.Lock()
@@ -138,11 +140,13 @@ class HttpxTripleSeatSource:
         """GET path and decode it; one token refresh on 401; 429 waited out when asked; HTML is an auth failure."""
         waits = RATE_LIMIT_WAITS if wait_on_429 else 0
         while True:
-            token = await self._access_token(correlation_id, stale=None)
-            response = await self._get(path, token, correlation_id=correlation_id, what=what, params=params)
-            if response.status_code == 401:
-                token = await self._access_token(correlation_id, stale=token)
-                response = await self._get(path, token, correlation_id=correlation_id, what=what, params=params)
+            token, response = await within_deadline(
+                self._get_authorized(path, params, correlation_id=correlation_id, what=what),
+                self._deadline_s,
+                lambda: GatewayError.transient(
+                    f"TripleSeat {what}: no complete answer within {self._deadline_s:g} s (TSREVEL_CALL_DEADLINE_S)"
+                ),
+            )
             if response.status_code == 429 and waits > 0:
                 waits -= 1
                 now = datetime.now(timezone.utc)
@@ -156,6 +160,17 @@ class HttpxTripleSeatSource:
             if data is None:
                 raise GatewayError.credentials("TripleSeat answered HTML: authentication failed", status=response.status_code)
             return data
+
+    async def _get_authorized(
+        self, path: str, params: Mapping[str, str], *, correlation_id: str, what: str
+    ) -> tuple[str, httpx.Response]:
+        """GET with a token; once more with a fresh token when TripleSeat refuses it (401)."""
+        token = await self._access_token(correlation_id, stale=None)
+        response = await self._get(path, token, correlation_id=correlation_id, what=what, params=params)
+        if response.status_code == 401:
+            token = await self._access_token(correlation_id, stale=token)
+            response = await self._get(path, token, correlation_id=correlation_id, what=what, params=params)
+        return token, response
 
     async def _access_token(self, correlation_id: str, *, stale: str | None) -> str:
         """A cached token, or a new one; `stale` is a token TripleSeat just refused."""

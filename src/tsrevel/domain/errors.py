@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import attrs
@@ -27,6 +28,33 @@ class SignatureError(TsrevelError):
 
 class ConfigError(TsrevelError):
     """Configuration (environment or mapping file) that stops start-up; says where and what."""
+
+
+class StoreUnavailable(TsrevelError):
+    """The store cannot take the call now (locked past its busy timeout, disk full or failing,
+    read-only, unreachable): nothing was written, and trying again later may succeed.
+
+    ``reason`` says why in words fit for /ready and the log: never a URL, password or row data.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the store is unavailable: {reason}")
+
+
+class DatabaseMissing(StoreUnavailable):
+    """The database does not exist, and this caller (the operator CLI) must not create a new, empty one."""
+
+
+class MappingRejected(TsrevelError):
+    """A mapping file that does not validate on reload: the mapping in force stays; says the file, line and problem."""
+
+    def __init__(self, file: str, problem: str) -> None:
+        self.file = file
+        self.problem = problem
+        found = re.search(r"\(at line (\d+)", problem)
+        self.line = int(found.group(1)) if found else None  # TOML syntax errors have one; a bad key has a path instead
+        super().__init__(f"mapping file not reloaded, the one in force stays: {problem}")
 
 
 class NotFound(TsrevelError):

@@ -10,6 +10,7 @@ import attrs
 
 from tsrevel.domain.deliveries import Delivery, LedgerEntry, NewDelivery
 from tsrevel.domain.events import TripleSeatEvent
+from tsrevel.domain.mapping import MappingConfig
 from tsrevel.domain.orders import OrderRef, RevelOrder
 
 EMAIL_PENDING = "pending"
@@ -134,6 +135,15 @@ class ProductCatalog(Protocol):
     async def list_products(self, establishment_id: int) -> list[tuple[int, str]]:
         """Every product of the establishment (every page), as (id, name); raises GatewayError."""
         ...
+
+
+class MappingSource(Protocol):
+    """Where the mapping comes from (the TOML file): read again on a reload."""
+
+    @property
+    def location(self) -> str: ...  # the absolute path, for operators
+
+    def load(self) -> MappingConfig: ...  # raises ConfigError naming the file and the line or key
 
 
 class Store(Protocol):

@@ -17,7 +17,16 @@ from tsrevel.domain import notifications
 from tsrevel.domain.changes import event_changes
 from tsrevel.domain.correlation import current_correlation_id, current_delivery_id
 from tsrevel.domain.deliveries import Delivery, LedgerEntry, NewDelivery
-from tsrevel.domain.errors import GatewayError, InvalidRequest, NotFound, PayloadError, SignatureError
+from tsrevel.domain.errors import (
+    ConfigError,
+    GatewayError,
+    InvalidRequest,
+    MappingRejected,
+    NotFound,
+    PayloadError,
+    SignatureError,
+    StoreUnavailable,
+)
 from tsrevel.domain.events import TripleSeatEvent, WebhookEnvelope
 from tsrevel.domain.ids import delivery_key
 from tsrevel.domain.mapping import MappingConfig, MappingFailure, map_event
@@ -38,6 +47,7 @@ from tsrevel.domain.ports import (
     EventSource,
     FlagOverrides,
     Mailer,
+    MappingSource,
     Metrics,
     NoMetrics,
     OrderGateway,
@@ -62,6 +72,10 @@ CRASH_POINTS = (
 
 # A delivery that finds another one placing its event's order waits this long before looking again.
 BUSY_RECHECK_S = 2.0
+# A delivery interrupted by a store outage is looked at again this soon (when the store can record that).
+STORE_RECHECK_S = 5.0
+# The store's named value that counts mapping reloads: every replica re-reads its file when it grows.
+MAPPING_RELOAD_VALUE = "mapping.reload"
 # The store's named value that remembers the latest delivery that deleted (or lost) an event with no order.
 WITHDRAWN_VALUE = "event-withdrawn:{event_id}"
 
@@ -100,6 +114,23 @@ class Trace:
 
 
 @attrs.frozen(kw_only=True)
+class MappingStatus:
+    """The mapping in force in this process: which file, when it was loaded, which reload it follows."""
+
+    file: str | None  # None: given in code (the library, tests), not read from a file
+    loaded_at: datetime | None
+    generation: int  # the reload it follows (0: none since the store was made)
+    locations: int
+    sites: int
+    products: int
+
+    def describe(self) -> str:
+        source = self.file or "(given in code)"
+        when = self.loaded_at.isoformat() if self.loaded_at else "at start-up"
+        return f"{source}, loaded {when}: {self.locations} location(s), {self.sites} site(s), {self.products} shared product(s)"
+
+
+@attrs.frozen(kw_only=True)
 class ProcessingSettings:
     """The use cases' knobs, taken from Settings by the composition root."""
 
@@ -130,6 +161,13 @@ class Processor:
     on_accepted: Callable[[], None] | None = None
     metrics: Metrics = attrs.field(factory=NoMetrics)
     feed: EventFeed | None = None  # the TripleSeat API as a feed of events: sync by id and the catch-up poll (domain/catchup.py)
+    mapping_source: MappingSource | None = None  # the file reload_mapping() reads again
+    mapping_loaded_at: datetime | None = None
+    mapping_generation: int | None = None  # the last reload adopted; None until the store was first asked
+
+    def __attrs_post_init__(self) -> None:
+        if self.mapping_loaded_at is None:
+            self.mapping_loaded_at = self.clock.now()
 
     # ---- intake -----------------------------------------------------------------------------
 
@@ -232,6 +270,7 @@ class Processor:
 
     async def process_next(self) -> Delivery | None:
         """Claim the next due delivery and take it as far as it can go; None when nothing was due."""
+        await self.follow_mapping_reload()
         now = self.clock.now()
         delivery = await self.store.claim_delivery(now=now, lease_until=now + timedelta(seconds=self.settings.lease_s))
         if delivery is None:
@@ -243,21 +282,84 @@ class Processor:
         """Run one claimed delivery through decide -> hold/skip/ignore/withdraw/process."""
         cid_token = current_correlation_id.set(delivery.correlation_id)
         did_token = current_delivery_id.set(delivery.id)
-        run = _Run(self, delivery)
+        run = _Run(self, delivery, self.mapping)  # one mapping for the whole pass, even if a reload lands meanwhile
         started = time.perf_counter()
         try:
             self.crash("after_claim")
             await run.go()
+        except StoreUnavailable as exc:
+            # Not this delivery's fault, and no verdict on it: it stays to be retried (never dead,
+            # never a failure email), whatever it had done in Revel is found by reference next time.
+            await run.store_unavailable(exc)
         except Exception as exc:
-            # One poison delivery must not stall the queue (R21): it goes dead, visible and
-            # replayable, with the error kept; the traceback goes to the log.
-            log.exception("delivery %s: unexpected error; marking it dead", delivery.id)
-            reason = f"internal error: {type(exc).__name__}: {exc}"[:500]
-            await run.dead(reason, event_id=delivery.event_id or "")
+            # An unexpected error is retried like a transient failure, and only after the usual
+            # attempts goes dead (R21: one poison delivery must not stall the queue); the
+            # traceback goes to the log.
+            log.exception("delivery %s: unexpected error", delivery.id)
+            await run.internal_error(exc)
         finally:
             self.metrics.observe(PROCESSING_SECONDS, time.perf_counter() - started, outcome=run.outcome)
             current_correlation_id.reset(cid_token)
             current_delivery_id.reset(did_token)
+
+    # ---- mapping reload ----------------------------------------------------------------------
+
+    def mapping_status(self) -> MappingStatus:
+        """Which mapping is in force here: its file, when it was loaded, the reload it follows."""
+        return MappingStatus(
+            file=self.mapping_source.location if self.mapping_source is not None else None,
+            loaded_at=self.mapping_loaded_at,
+            generation=self.mapping_generation or 0,
+            locations=len(self.mapping.locations),
+            sites=len(self.mapping.sites),
+            products=len(self.mapping.products.by_menu_item) + len(self.mapping.products.by_name),
+        )
+
+    async def reload_mapping(self, *, actor: str, reason: str) -> MappingStatus:
+        """Read the mapping file again: in force for the next delivery here, and on every replica after its next poll.
+
+        A file that does not validate raises MappingRejected (file, line, problem) and the mapping
+        in force stays; either way the attempt is audited. HTTP, the CLI, SIGHUP and the console
+        all call this.
+        """
+        if self.mapping_source is None:
+            raise InvalidRequest("this connector was given its mapping in code: there is no mapping file to reload")
+        now, file = self.clock.now(), self.mapping_source.location
+        try:
+            config = self.mapping_source.load()
+        except ConfigError as exc:
+            await self.store.add_audit(actor=actor, action="mapping.reload", detail=f"refused, old mapping kept: {exc}"[:500], reason=reason, now=now)
+            log.error("mapping reload by %s refused, the mapping loaded at %s stays in force: %s", actor, _iso(self.mapping_loaded_at), exc)
+            raise MappingRejected(file, str(exc)) from None
+        generation = _reload_generation(await self.store.get_value(MAPPING_RELOAD_VALUE)) + 1
+        record = {"generation": generation, "actor": actor, "reason": reason, "at": now.isoformat(), "file": file}
+        await self.store.put_value(MAPPING_RELOAD_VALUE, json.dumps(record), now=now)
+        self._adopt_mapping(config, generation, now)
+        status = self.mapping_status()
+        await self.store.add_audit(actor=actor, action="mapping.reload", detail=f"generation {generation}: {status.describe()}"[:500], reason=reason, now=now)
+        log.warning("mapping reloaded by %s (%s): %s", actor, reason, status.describe())
+        return status
+
+    async def follow_mapping_reload(self) -> None:
+        """Before a delivery: adopt a reload asked for elsewhere (the CLI, another replica) by reading the file again."""
+        if self.mapping_source is None:
+            return
+        generation = _reload_generation(await self.store.get_value(MAPPING_RELOAD_VALUE))
+        if self.mapping_generation is None or generation <= self.mapping_generation:
+            # First look (the file was read at start-up, so it is current), or nothing new.
+            self.mapping_generation = max(generation, self.mapping_generation or 0)
+            return
+        self.mapping_generation = generation  # once per reload, even when the file is bad: a fix is a new reload
+        try:
+            config = self.mapping_source.load()
+        except ConfigError as exc:
+            log.error("mapping reload %d not followed here, the mapping loaded at %s stays in force: %s", generation, _iso(self.mapping_loaded_at), exc)
+            return
+        self._adopt_mapping(config, generation, self.clock.now())
+        log.warning("mapping reload %d followed: %s", generation, self.mapping_status().describe())
+
+    def _adopt_mapping(self, config: MappingConfig, generation: int, now: datetime) -> None:
+        self.mapping, self.mapping_generation, self.mapping_loaded_at = config, generation, now
 
     # ---- email outbox ----------------------------------------------------------------------
 
@@ -412,6 +514,7 @@ class _Run:
 
     p: Processor
     d: Delivery
+    mapping: MappingConfig
     outcome: str = "unfinished"  # the state this pass left the delivery in, for metrics
 
     @property
@@ -470,7 +573,7 @@ class _Run:
         Returns the event to go on with, or None when the delivery was deferred (state retrying,
         attempts unchanged) or re-reading it failed (recorded like any TripleSeat API failure).
         """
-        hours, zone, now = self.p.settings.order_window_hours, self.p.mapping.timezone, self.p.clock.now()
+        hours, zone, now = self.p.settings.order_window_hours, self.mapping.timezone, self.p.clock.now()
         assert hours is not None
         later = defer_until(event, now=now, window_hours=hours, site_zone=zone)
         if later is not None:
@@ -544,7 +647,7 @@ class _Run:
             assert entry is not None
             await self.compare(event, entry)
             return
-        mapped = map_event(event, self.p.mapping, unmapped=self.p.settings.unmapped_items)
+        mapped = map_event(event, self.mapping, unmapped=self.p.settings.unmapped_items)
         if isinstance(mapped, MappingFailure):
             email = notifications.mapping_failure(self.d, mapped, to=self.p.settings.email_to)
             await self.finish(st.DEAD, mapped.describe(), error=mapped.describe(), emails=[email], attempts=self.d.attempts + 1)
@@ -619,7 +722,7 @@ class _Run:
     async def compare(self, event: TripleSeatEvent, entry: LedgerEntry) -> None:
         """The event already has its order: record this delivery, and tell ops if the event changed."""
         ordered = json.loads(entry.snapshot) if entry.snapshot else {}
-        changes = event_changes(ordered, event, self.p.mapping, unmapped=self.p.settings.unmapped_items) if ordered else []
+        changes = event_changes(ordered, event, self.mapping, unmapped=self.p.settings.unmapped_items) if ordered else []
         ref_text = _ref_text(entry)
         if not changes:
             await self.finish(st.DONE, f"order {ref_text} already exists; no change", order_reference=entry.reference)
@@ -648,12 +751,50 @@ class _Run:
             error=message, attempts=attempts, next_attempt_at=at, result=result,
         )
 
+    async def store_unavailable(self, exc: StoreUnavailable) -> None:
+        """Leave the delivery to be retried: rescheduled soon if the store can record that, else its lease runs out."""
+        self.outcome = "store_unavailable"
+        try:
+            at = self.p.clock.now() + timedelta(seconds=STORE_RECHECK_S)
+            await self.finish(st.RETRYING, f"the store was unavailable ({exc.reason}); looking again at {at.isoformat()}", next_attempt_at=at)
+        except StoreUnavailable:
+            self._log(logging.DEBUG, "delivery %s: store unavailable; it is taken again when its lease runs out", self.d.id)
+
+    async def internal_error(self, exc: Exception) -> None:
+        """Retry an unexpected error with backoff; dead (with the failure email) once the attempts are used up."""
+        attempts = self.d.attempts + 1
+        policy = self.p.settings.retry
+        reason = f"internal error: {type(exc).__name__}: {exc}"[:500]
+        event_id = self.d.event_id or ""
+        if policy.exhausted(attempts):
+            await self.dead(f"{reason} (gave up after {attempts} attempts)", event_id=event_id, attempts=attempts)
+            return
+        at = policy.next_attempt_at(attempts, now=self.p.clock.now(), unit_random=self.p.unit_random())
+        self.p.metrics.count(RETRIES, kind="delivery")
+        await self.finish(
+            st.RETRYING, f"attempt {attempts} failed ({reason}); next attempt at {at.isoformat()}",
+            error=reason, attempts=attempts, next_attempt_at=at,
+        )
+
     async def dead(self, reason: str, *, event_id: str, attempts: int | None = None) -> None:
         email = notifications.failure(self.d, reason, to=self.p.settings.email_to, event_id=event_id or None)
         await self.finish(
             st.DEAD, reason, error=reason, attempts=attempts if attempts is not None else self.d.attempts + 1,
             emails=[email], release_event_id=event_id or None,
         )
+
+
+def _reload_generation(raw: str | None) -> int:
+    """The reload count in the store's named value (0 when absent or unreadable)."""
+    try:
+        record = json.loads(raw) if raw else None
+        return int(record["generation"]) if isinstance(record, dict) else 0
+    except (ValueError, TypeError, KeyError):
+        return 0
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value else "start-up"
 
 
 def _withdrawn_marker(raw: str | None) -> tuple[int, str] | None:

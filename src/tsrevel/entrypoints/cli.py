@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import click
 
 from tsrevel.domain import deliveries as st
-from tsrevel.domain.errors import ConfigError, GatewayError, NotFound, TsrevelError
+from tsrevel.domain.errors import ConfigError, GatewayError, MappingRejected, NotFound, StoreUnavailable, TsrevelError
 from tsrevel.entrypoints import console
 from tsrevel.entrypoints.console import echo_table, mark, when
 from tsrevel.entrypoints.settings import Settings
@@ -69,6 +69,7 @@ def serve(host: str, port: int) -> None:
     except ConfigError as exc:
         click.echo(f"tsrevel: configuration error: {exc}", err=True)
         sys.exit(2)
+    _check_database(settings)
     url = f"http://{host}:{port}"
     click.echo(f"tsrevel {__version__} serving on {url} (DRY_RUN={settings.dry_run}, ENABLE_CONNECTOR={settings.enable_connector})", err=True)
     click.echo("Send the example webhook:", err=True)
@@ -97,6 +98,21 @@ def serve(host: str, port: int) -> None:
     # was there before it: make that handler a clean exit, so a stop after draining is exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=15)
+
+
+def _check_database(settings: Settings) -> None:
+    """Open the database (bounded) before the banner: an unusable one is one line and exit 2, not a traceback."""
+    from tsrevel.entrypoints.container import check_database, database_location
+    from tsrevel.entrypoints.operator import database_problem
+
+    try:
+        with _log_threshold(logging.CRITICAL, "tsrevel.store"), _log_threshold(logging.CRITICAL, "psycopg"):
+            asyncio.run(check_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous))
+    except StoreUnavailable as exc:
+        _fail(database_problem(settings.database_url, exc), 2)
+    except ConfigError as exc:
+        _fail(f"configuration error: {exc}", 2)
+    click.echo(f"database {database_location(settings.database_url)}, mapping file {os.path.abspath(settings.mapping_file)}", err=True)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
@@ -134,21 +150,30 @@ def _some_text(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return value.strip()[:500] if value is not None else None
 
 
-def _run(action: Callable[[Any], Awaitable[T]], *, need_mapping: bool = False, settings: Settings | None = None) -> T:
+def _run(
+    action: Callable[[Any], Awaitable[T]], *, need_mapping: bool = False, settings: Settings | None = None, need_store: bool = True
+) -> T:
     """Open the service's container, run action(session), close it; domain errors become messages and exit codes."""
     from tsrevel.entrypoints.operator import open_session
 
     settings = settings or load_settings()
 
     async def go() -> T:
-        async with open_session(settings, need_mapping=need_mapping) as session:
+        async with open_session(settings, need_mapping=need_mapping, need_store=need_store) as session:
             if session.mapping_problem:
                 click.echo(f"tsrevel: warning: mapping file not loaded ({session.mapping_problem})", err=True)
             return await action(session)
 
     try:
-        with _log_threshold(logging.ERROR):
+        # The store's own outage line would repeat the one-line message below.
+        with _log_threshold(logging.ERROR), _log_threshold(logging.CRITICAL, "tsrevel.store"), _log_threshold(logging.CRITICAL, "psycopg"):
             return asyncio.run(go())
+    except StoreUnavailable as exc:
+        from tsrevel.entrypoints.operator import database_problem
+
+        _fail(database_problem(settings.database_url, exc), 2)
+    except MappingRejected as exc:
+        _fail(str(exc), 2)
     except ConfigError as exc:
         _fail(f"configuration error: {exc}", 2)
     except GatewayError as exc:
@@ -192,9 +217,9 @@ def _echo_json(data: object) -> None:
 
 
 @contextmanager
-def _log_threshold(level: int) -> Iterator[None]:
+def _log_threshold(level: int, name: str = "tsrevel") -> Iterator[None]:
     """Raise the threshold of tsrevel's loggers for one command: its output already says what the log lines would."""
-    logger = logging.getLogger("tsrevel")
+    logger = logging.getLogger(name)
     was = logger.level
     logger.setLevel(max(level, was))
     try:
@@ -210,13 +235,18 @@ def _log_threshold(level: int) -> Iterator[None]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def status(as_json: bool) -> None:
     """Flags in force and their source, deliveries by state, oldest pending, last order, last operator action."""
+    from tsrevel.entrypoints.container import database_location
     from tsrevel.entrypoints.operator import read_status, redact_url
 
     settings = load_settings()
     s = _run(read_status, settings=settings)
+    database, mapping_file = database_location(settings.database_url), os.path.abspath(settings.mapping_file)
     if as_json:
         _echo_json({
             "store": redact_url(settings.database_url),
+            "database": database,
+            "mapping_file": mapping_file,
+            "mapping_reload": s.mapping_reload,
             "flags": {"enable_connector": s.flags.enable_connector, "dry_run": s.flags.dry_run, "allowed_locations": sorted(s.flags.allowed_locations)},
             "override": {"enable_connector": s.overrides.enable_connector, "dry_run": s.overrides.dry_run, "actor": s.overrides.actor,
                          "reason": s.overrides.reason, "updated_at": s.overrides.updated_at},
@@ -228,6 +258,10 @@ def status(as_json: bool) -> None:
         })
         return
     click.echo(f"tsrevel {__version__}, store {redact_url(settings.database_url)}")
+    click.echo(f"Database: {database}")
+    reload = s.mapping_reload
+    reloaded = f" (last reload: #{reload['generation']} by {reload['actor']} at {reload['at']})" if reload else ""
+    click.echo(f"Mapping file: {mapping_file}{reloaded}")
     click.echo()
     echo_table(["FLAG", "VALUE", "SOURCE"], _flags_rows(s.flags, s.overrides))
     click.echo()
@@ -548,6 +582,33 @@ def audit(limit: int, as_json: bool) -> None:
     echo_table(["AT", "ACTOR", "ACTION", "DETAIL", "REASON"], [[a.at, a.actor, a.action, a.detail, a.reason] for a in entries], empty="No operator actions recorded.")
 
 
+# ---- the mapping file ---------------------------------------------------------------------------------
+
+
+@main.group()
+def mapping() -> None:
+    """The mapping file: have the running service(s) read it again, see what it misses, get products proposed."""
+
+
+@mapping.command("reload")
+@_reason_option()
+@_actor_option
+def mapping_reload(reason: str, actor: str) -> None:
+    """Validate TSREVEL_MAPPING_FILE and have every running service read it again before its next delivery.
+
+    The reload is recorded in the store the services share, so every replica follows it (each reads
+    its own TSREVEL_MAPPING_FILE); it is audited. A file that does not validate changes nothing:
+    exit 2 with the file, the line and the problem.
+    """
+
+    async def act(session: Any) -> Any:
+        return await session.processor.reload_mapping(actor=actor, reason=reason)
+
+    status = _run(act)
+    click.echo(f"Mapping reload #{status.generation} recorded: {status.describe()}.")
+    click.echo("Every running service reads the file again before its next delivery; replay what failed: tsrevel replay --state dead --reason ...")
+
+
 # ---- Revel checks ------------------------------------------------------------------------------------
 
 
@@ -562,7 +623,7 @@ def check_mapping() -> None:
     async def act(session: Any) -> Any:
         return await run_check_mapping(session.processor.mapping, await revel_lister(session))
 
-    result = _run(act, need_mapping=True, settings=settings)
+    result = _run(act, need_mapping=True, settings=settings, need_store=False)
     click.echo(f"{settings.mapping_file}: {result.establishments_checked} establishment(s), {result.products_checked} product(s) checked against Revel")
     for problem in result.problems:
         click.echo(f"{mark(False)} {problem}")
@@ -584,6 +645,10 @@ def reconcile(date_from: datetime, date_to: datetime, json_file: str | None, chu
     from tsrevel.entrypoints.operator import report_json, revel_lister, run_reconcile
 
     start, end = date_from.date(), date_to.date()
+    if json_file and json_file != "-":
+        folder = os.path.dirname(os.path.abspath(json_file))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            _fail(f"--json {json_file}: cannot write there (directory {folder} does not exist or is not writable)", 2)
 
     async def act(session: Any) -> Any:
         revel = await revel_lister(session)
@@ -602,8 +667,11 @@ def reconcile(date_from: datetime, date_to: datetime, json_file: str | None, chu
         _echo_json(data)
     else:
         if json_file:
-            with open(json_file, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2, sort_keys=True)
+            try:
+                with open(json_file, "w", encoding="utf-8") as fh:
+                    json.dump(data, fh, indent=2, sort_keys=True)
+            except OSError as exc:  # a one-line answer, not a traceback
+                _fail(f"--json {json_file}: cannot write the report ({exc.strerror or exc})", 2)
         click.echo(f"Reconcile {start} .. {end}: {report.ledger_checked} ledger row(s), {report.orders_checked} Revel order(s) "
                    f"in establishment(s) {', '.join(map(str, run.establishments)) or '(none)'}")
         rows = (
@@ -741,12 +809,7 @@ def sync(event_id: str | None, since: timedelta | None, reason: str | None, acto
 # ---- the mapping file's helpers: what it misses, and proposals ---------------------------------------
 
 
-@main.group("mapping")
-def mapping_group() -> None:
-    """The mapping file: what it misses, and proposed products for new menu items (read-only)."""
-
-
-@mapping_group.command("unmapped")
+@mapping.command("unmapped")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def mapping_unmapped(as_json: bool) -> None:
     """TripleSeat items and locations the mapping misses, with how many stored deliveries they stopped."""
@@ -773,7 +836,7 @@ def mapping_unmapped(as_json: bool) -> None:
         click.echo("Propose products for them with: tsrevel mapping suggest")
 
 
-@mapping_group.command("suggest")
+@mapping.command("suggest")
 @click.option("--location", "location_id", help="Only this TripleSeat location: its establishment's products, a [locations.ID.products] table.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write the fragment to this new file (never overwritten) instead of printing it.")
 @click.option("--min-score", default=80.0, show_default=True, type=click.FloatRange(0, 100), help="Propose nothing below this similarity (0-100).")

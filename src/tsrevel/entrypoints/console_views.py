@@ -14,11 +14,11 @@ import attrs
 
 from tsrevel.domain import deliveries as st
 from tsrevel.domain.deliveries import Delivery, LedgerEntry
-from tsrevel.domain.errors import PayloadError
+from tsrevel.domain.errors import PayloadError, StoreUnavailable
 from tsrevel.domain.events import WebhookEnvelope
 from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig
 from tsrevel.domain.ports import AuditEntry, OutboxEmail
-from tsrevel.domain.processing import Processor
+from tsrevel.domain.processing import MappingStatus, Processor
 from tsrevel.entrypoints.operator import Status, status_of
 # The unmapped-items read is shared with the CLI (`tsrevel mapping unmapped`); re-exported for the console.
 from tsrevel.entrypoints.views import (  # noqa: F401 - re-exports
@@ -50,6 +50,8 @@ async def readiness_problems(processor: Processor, worker: WorkerState | None) -
     problems = []
     try:
         await processor.store.check_writable()
+    except StoreUnavailable as exc:
+        problems.append(f"store not writable: {exc.reason}")
     except Exception as exc:  # any failure to write means not ready; the kind is enough to act on
         problems.append(f"store not writable: {type(exc).__name__}")
     if worker is not None and not worker.running:
@@ -173,9 +175,12 @@ class DeliveryDetail:
 
     @property
     def order_tables(self) -> list[tuple[str, list[str], list[list[Any]]]]:
-        """The mapped order's lists (items, payments, ...) as (name, columns, rows); a list of text is one column."""
+        """The mapped order's lists and tables (items, payments, history, ...) as (name, columns, rows)."""
         tables = []
         for name, value in (self.mapped_order or {}).items():
+            if isinstance(value, dict) and value:
+                tables.append((name, ["field", "value"], [[k, v] for k, v in value.items()]))
+                continue
             if not isinstance(value, list) or not value:
                 continue
             if all(isinstance(row, dict) for row in value):
@@ -206,7 +211,7 @@ async def delivery_detail(processor: Processor, delivery_id: int) -> DeliveryDet
 @attrs.frozen(kw_only=True)
 class MappingView:
     mapping: MappingConfig
-    file: str
+    status: MappingStatus  # the file it came from and when it was loaded
     unmapped: tuple[Unmapped, ...]
 
     @property
@@ -225,8 +230,8 @@ def product_rows(products: Any) -> list[tuple[str, int]]:
     return rows + sorted(products.by_name.items())
 
 
-async def mapping_view(processor: Processor, *, file: str) -> MappingView:
-    return MappingView(mapping=processor.mapping, file=file, unmapped=tuple(await unmapped_seen(processor)))
+async def mapping_view(processor: Processor) -> MappingView:
+    return MappingView(mapping=processor.mapping, status=processor.mapping_status(), unmapped=tuple(await unmapped_seen(processor)))
 
 
 async def audit_entries(processor: Processor, *, limit: int = AUDIT_PAGE) -> list[AuditEntry]:

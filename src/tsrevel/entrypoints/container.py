@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 from dependency_injector import containers, providers
 
-from tsrevel.adapters.mapping_toml import load_mapping_file
+from tsrevel.adapters.mapping_toml import TomlMappingFile, load_mapping_file
 from tsrevel.adapters.system import SystemClock, UnconfiguredRevel
+from tsrevel.domain.errors import StoreUnavailable
 from tsrevel.domain.ports import Clock, EventSource, Mailer, OrderGateway, Store
 from tsrevel.domain.processing import CRASH_POINTS, ProcessingSettings, Processor, no_crash
 from tsrevel.domain.retry import RetryPolicy
@@ -22,20 +23,65 @@ from tsrevel.version import __version__
 USER_AGENT = f"tsrevel/{__version__}"
 
 
-def make_store(database_url: str) -> Store:
-    """The store named by TSREVEL_DATABASE_URL (no I/O until migrate())."""
+def make_store(database_url: str, *, sqlite_synchronous: str = "full", create: bool = True) -> Store:
+    """The store named by TSREVEL_DATABASE_URL (no I/O until migrate()); create=False refuses a new SQLite file."""
     if database_url.startswith("sqlite:///"):
         from tsrevel.adapters.sqlite_store import SqliteStore
 
-        return SqliteStore.from_url(database_url)
+        return SqliteStore.from_url(database_url, synchronous=sqlite_synchronous, create=create)
     from tsrevel.adapters.postgres_store import PostgresStore
 
     return PostgresStore.from_url(database_url)
 
 
-async def store_resource(database_url: str) -> AsyncIterator[Store]:
+def database_location(database_url: str) -> str:
+    """Where the store is, fit to print: the SQLite file's absolute path, or PostgreSQL's host:port/dbname (no password)."""
+    if database_url.startswith("sqlite:///"):
+        from tsrevel.adapters.sqlite_store import path_from_url
+
+        return str(path_from_url(database_url).absolute())
+    from tsrevel.adapters.postgres_store import host_of
+
+    try:
+        return f"PostgreSQL at {host_of(database_url)}"
+    except Exception:  # an unparsable URL: say nothing of it (it may hold a password)
+        return "PostgreSQL (unparsable URL)"
+
+
+# How long start-up and the CLI try to reach the database before they give up and say why.
+DATABASE_OPEN_S = 10.0
+
+
+async def probe_database(database_url: str, *, within_s: float = DATABASE_OPEN_S) -> None:
+    """PostgreSQL: connect once, retrying within the bound; StoreUnavailable names the last reason and the bound."""
+    if database_url.startswith("sqlite:///"):
+        return  # opening the file says why at once; nothing to wait for
+    from tsrevel.adapters.postgres_store import PostgresStore
+
+    store = PostgresStore.from_url(database_url)
+    try:
+        await store.probe(within_s=within_s)
+    finally:
+        await store.close()
+
+
+async def check_database(database_url: str, *, sqlite_synchronous: str = "full", create: bool = True, within_s: float = DATABASE_OPEN_S) -> None:
+    """Open the store, apply migrations and close it, within a bound: StoreUnavailable (or ConfigError) says why."""
+    await probe_database(database_url, within_s=within_s)
+    store = make_store(database_url, sqlite_synchronous=sqlite_synchronous, create=create)
+    try:
+        try:
+            async with asyncio.timeout(within_s):
+                await store.migrate()
+        except TimeoutError:
+            raise StoreUnavailable(f"no answer; gave up after {within_s:g} s") from None
+    finally:
+        await store.close()
+
+
+async def store_resource(database_url: str, sqlite_synchronous: str = "full", create: bool = True) -> AsyncIterator[Store]:
     """Open the store and apply migrations before anything uses it; close it at shutdown."""
-    store = make_store(database_url)
+    store = make_store(database_url, sqlite_synchronous=sqlite_synchronous, create=create)
     await store.migrate()
     try:
         yield store
@@ -71,6 +117,7 @@ def make_revel(settings: Settings, client: httpx.AsyncClient | None) -> OrderGat
         api_key=settings.revel_api_key,
         api_secret=settings.revel_api_secret,
         min_interval_s=settings.revel_min_interval_s,
+        deadline_s=settings.call_deadline_s,
     )
 
 
@@ -85,7 +132,8 @@ def make_mailer(settings: Settings) -> Mailer | None:
         settings.sendgrid_api_key, host=settings.sendgrid_api_host, timeout_s=settings.sendgrid_timeout_s
     )
     return SendGridMailer(
-        client, sender=settings.email_from, recipients=settings.email_to, timeout_s=settings.sendgrid_timeout_s
+        client, sender=settings.email_from, recipients=settings.email_to, timeout_s=settings.sendgrid_timeout_s,
+        deadline_s=settings.call_deadline_s,
     )
 
 
@@ -104,6 +152,7 @@ def make_event_source(
         refresh_token=settings.tripleseat_refresh_token,
         # Rotated refresh tokens are kept in the store, so a restart (or another replica) uses the newest.
         token_store=StoreTokenStore(store, clock or SystemClock()) if store is not None else None,
+        deadline_s=settings.call_deadline_s,
     )
 
 
@@ -162,7 +211,12 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     wake = providers.Singleton(asyncio.Event)
     mapping = providers.Singleton(load_mapping_file, settings.provided.mapping_file)
-    store = providers.Resource(store_resource, settings.provided.database_url)
+    mapping_source = providers.Singleton(TomlMappingFile, settings.provided.mapping_file)
+    # The operator CLI overrides store_may_create with False: it must not make a new, empty database.
+    store_may_create = providers.Object(True)
+    store = providers.Resource(
+        store_resource, settings.provided.database_url, settings.provided.sqlite_synchronous, store_may_create
+    )
 
     revel_client = providers.Resource(
         http_client_resource, settings.provided.revel_base_url, settings.provided.revel_timeout_s
@@ -190,6 +244,7 @@ class Container(containers.DeclarativeContainer):
         crash=providers.Callable(make_crash_hook, settings.provided.crash_at),
         on_accepted=wake.provided.set,
         metrics=metrics,
+        mapping_source=mapping_source,
     )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,13 +28,21 @@ from tsrevel.domain import deliveries as st
 from tsrevel.domain.correlation import accept_correlation_id, current_correlation_id
 from tsrevel.domain.deliveries import Delivery, LedgerEntry
 from tsrevel.domain import catchup
-from tsrevel.domain.errors import GatewayError, InvalidRequest, NotFound, PayloadError, SignatureError
+from tsrevel.domain.errors import (
+    GatewayError,
+    InvalidRequest,
+    MappingRejected,
+    NotFound,
+    PayloadError,
+    SignatureError,
+    StoreUnavailable,
+)
 from tsrevel.domain.mapping import MappingFailure
 from tsrevel.domain.orders import RevelOrder
 from tsrevel.domain.ports import ACK_SECONDS, Store
-from tsrevel.domain.processing import Processor
+from tsrevel.domain.processing import MappingStatus, Processor
 from tsrevel.entrypoints.console_views import readiness_problems
-from tsrevel.entrypoints.container import Container
+from tsrevel.entrypoints.container import Container, database_location
 from tsrevel.entrypoints.logs import configure_logging
 from tsrevel.entrypoints.settings import SECRET_FIELDS, Settings
 from tsrevel.entrypoints.web_console import console_router, template_config
@@ -139,6 +150,21 @@ def _gateway(_: Request, exc: GatewayError) -> Response[dict[str, Any]]:
     return _error(502, str(exc))
 
 
+# When the store cannot take writes: TripleSeat re-sends a webhook that was not answered 2xx.
+STORE_RETRY_AFTER_S = 30
+
+
+def _store_unavailable(_: Request, exc: StoreUnavailable) -> Response[dict[str, Any]]:
+    # Not logged here: the store logs each outage once, when it starts and when it ends.
+    answer = _error(503, f"{exc}; try again later")
+    answer.headers["Retry-After"] = str(STORE_RETRY_AFTER_S)
+    return answer
+
+
+def _mapping_rejected(_: Request, exc: MappingRejected) -> Response[dict[str, Any]]:
+    return _error(422, str(exc), file=exc.file, line=exc.line, problem=exc.problem)
+
+
 def _forbidden(_: Request, exc: AdminForbidden) -> Response[dict[str, Any]]:
     return _error(403, str(exc))
 
@@ -155,6 +181,8 @@ EXCEPTION_HANDLERS = {
     NotFound: _not_found,
     InvalidRequest: _invalid,
     GatewayError: _gateway,
+    StoreUnavailable: _store_unavailable,
+    MappingRejected: _mapping_rejected,
     AdminForbidden: _forbidden,
     NotAuthorizedException: _http_exception,
     PermissionDeniedException: _http_exception,
@@ -330,6 +358,7 @@ async def admin_status(processor: NamedDependency[Processor]) -> dict[str, Any]:
         "oldest_pending_age_s": (now - oldest).total_seconds() if oldest else None,
         "last_order": order_view(orders[0]) if orders else None,
         "last_poll": poll_view(await catchup.last_poll(processor)),
+        "mapping": mapping_view(processor.mapping_status()),
         "version": __version__,
     }
 
@@ -363,6 +392,33 @@ async def admin_sync(request: Request[Any, Any, Any], processor: NamedDependency
         "status": result.status, "delivery_id": result.delivery_id, "event_id": result.event_id,
         "correlation_id": result.correlation_id, "event_version": result.event_version,
     }
+
+
+def mapping_view(status: MappingStatus) -> dict[str, Any]:
+    return {
+        "file": status.file,
+        "loaded_at": _iso(status.loaded_at),
+        "generation": status.generation,
+        "locations": status.locations,
+        "sites": status.sites,
+        "products": status.products,
+    }
+
+
+@post("/admin/mapping/reload", status_code=200, summary="Read the mapping file again: in force for the next delivery, on every replica")
+async def reload_mapping(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
+    """A file that does not validate is refused with 422 (file, line, problem) and the mapping in force stays."""
+    from tsrevel.domain.events import decode_json
+
+    raw = await request.body()
+    data = decode_json(raw) if raw.strip() else {}
+    if not isinstance(data, dict):
+        raise PayloadError("$", data, "is not a JSON object")
+    reason = data.get("reason", "")
+    if not isinstance(reason, str):
+        raise PayloadError("reason", reason, "is not text")
+    status = await processor.reload_mapping(actor="admin-api", reason=reason.strip()[:500] or "(no reason given)")
+    return {"reloaded": True, "mapping": mapping_view(status)}
 
 
 @attrs.frozen
@@ -480,6 +536,8 @@ def log_settings(settings: Settings) -> None:
     """The start-up banner: every setting, secrets redacted, flags spelled as the runbook expects."""
     for name, shown in settings.describe():
         log.info("%s: %s", name, shown, extra={"setting": name})
+    # Relative defaults depend on the working directory: say which files these are.
+    log.info("database: %s; mapping file: %s", database_location(settings.database_url), os.path.abspath(settings.mapping_file))
     if settings.signing_secret is None:
         log.warning("TRIPLESEAT_SIGNING_SECRET is unset: webhook signatures are NOT checked")
 
@@ -499,6 +557,7 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
         try:
             processor = await _resolve(container.processor())
             runtime.processor = processor
+            _reload_mapping_on_sighup(processor)
             if run_worker:
                 runtime.worker = Worker(
                     processor, loops=settings.workers, poll_interval_s=settings.poll_interval_s, wake=await _resolve(container.wake()),
@@ -515,7 +574,8 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
 
     admin = Router(
         path="/",
-        route_handlers=[test_webhook, preview, admin_status, admin_sync, put_flags, delete_flags, list_deliveries, get_delivery, replay_one, replay_many],
+        route_handlers=[test_webhook, preview, admin_status, admin_sync, put_flags, delete_flags, list_deliveries, get_delivery, replay_one,
+                        replay_many, reload_mapping],
         guards=[_admin_guard(settings)],
         security=[{"BearerToken": []}],
     )
@@ -534,6 +594,30 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
         openapi_config=OpenAPIConfig(title="tsrevel", version=__version__, path="/schema"),
         logging_config=None,
     )
+
+
+def _reload_mapping_on_sighup(processor: Processor) -> None:
+    """`kill -HUP <pid>` reads the mapping file again, as POST /admin/mapping/reload does (serve's main loop only)."""
+
+    async def reload() -> None:
+        try:
+            await processor.reload_mapping(actor="SIGHUP", reason="SIGHUP")
+        except MappingRejected:
+            pass  # logged and audited by the use case; the mapping in force stays
+        except Exception:
+            log.exception("SIGHUP: the mapping reload failed; the mapping in force stays")
+
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.get_running_loop().create_task(reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+        pass  # not the main thread (a test client) or no SIGHUP here: the HTTP and CLI reloads remain
 
 
 async def _resolve(value: Any) -> Any:

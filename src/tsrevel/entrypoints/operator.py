@@ -8,6 +8,8 @@ it. Formatting is the CLI's job; this module returns records.
 from __future__ import annotations
 
 import inspect
+import json
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime, time, timedelta, timezone
@@ -20,14 +22,14 @@ from dependency_injector import providers
 from tsrevel.domain import deliveries as st
 from tsrevel.domain.catchup import PollReport, last_poll
 from tsrevel.domain.deliveries import LedgerEntry
-from tsrevel.domain.errors import ConfigError, TsrevelError
+from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable, TsrevelError
 from tsrevel.domain.ids import ORDER_REFERENCE_PREFIX
 from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig, ProductMap, Venue
 from tsrevel.domain.ports import AuditEntry, FlagOverrides, ProductCatalog
-from tsrevel.domain.processing import Processor
+from tsrevel.domain.processing import MAPPING_RELOAD_VALUE, Processor
 from tsrevel.domain.reconcile import ReconcileReport, reconcile
 from tsrevel.domain.safety import SafetyFlags
-from tsrevel.entrypoints.container import Container, build_container
+from tsrevel.entrypoints.container import Container, build_container, database_location, probe_database
 from tsrevel.entrypoints.settings import Settings
 
 UTC = timezone.utc
@@ -49,6 +51,20 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def database_problem(database_url: str, exc: StoreUnavailable) -> str:
+    """One line for a database the command cannot use: the variable, where it looked (no password), why, what to do."""
+    where = database_location(database_url)
+    line = f"TSREVEL_DATABASE_URL: cannot use {where}: {exc.reason}"
+    if isinstance(exc, DatabaseMissing):
+        relative = database_url.startswith("sqlite:///") and not database_url.startswith("sqlite:////")
+        line += (
+            "; operator commands do not create a new, empty database: run this where the service runs"
+            + (f" (the path is relative to the working directory, now {os.getcwd()})" if relative else "")
+            + ", or set TSREVEL_DATABASE_URL to the service's database, e.g. TSREVEL_DATABASE_URL=sqlite:////srv/tsrevel/var/tsrevel.db"
+        )
+    return line
+
+
 @attrs.frozen
 class Session:
     """An opened container: the processor (use cases over the store) and the raw Revel gateway."""
@@ -64,13 +80,23 @@ class Session:
 
 
 @asynccontextmanager
-async def open_session(settings: Settings, *, need_mapping: bool = False) -> AsyncIterator[Session]:
+async def open_session(
+    settings: Settings, *, need_mapping: bool = False, create_database: bool = False, need_store: bool = True
+) -> AsyncIterator[Session]:
     """Open the service's container; a broken mapping file only stops commands that need the mapping.
 
     Flags, replay, discard and audit must work in the middle of an incident, including one caused
-    by a bad mapping file.
+    by a bad mapping file. A SQLite database that does not exist is not created (DatabaseMissing):
+    a relative path in the wrong working directory would otherwise give a new, empty one.
     """
     container = build_container(settings)
+    if need_store:
+        await probe_database(settings.database_url)  # an unreachable PostgreSQL: the reason, within a stated bound
+        container.store_may_create.override(providers.Object(create_database))
+    else:  # a command that reads Revel only (check-mapping): no database needed, none opened or created
+        from tsrevel.adapters.memory_store import MemoryStore
+
+        container.store.override(providers.Object(MemoryStore()))
     problem = None
     try:
         container.mapping()
@@ -103,6 +129,7 @@ class Status:
     last_order: LedgerEntry | None
     last_action: AuditEntry | None
     last_poll: PollReport | None = None  # the last catch-up poll (any replica)
+    mapping_reload: dict[str, Any] | None = None  # the last `mapping reload` recorded in the store
 
     def source(self, flag: str) -> str:
         """Where a flag's value comes from: 'runtime override' or 'environment'."""
@@ -127,7 +154,16 @@ async def status_of(processor: Processor) -> Status:
         last_order=orders[0] if orders else None,
         last_action=audit[0] if audit else None,
         last_poll=await last_poll(processor),
+        mapping_reload=_json_object(await store.get_value(MAPPING_RELOAD_VALUE)),
     )
+
+
+def _json_object(raw: str | None) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 # ---- replay and its progress ------------------------------------------------------------------------

@@ -69,6 +69,8 @@ class Settings:
     log_format: str = "json"
     log_level: str = "INFO"
     console_idle_min: int = 30  # TSREVEL_CONSOLE_IDLE_MIN: a console session ends after this many idle minutes
+    sqlite_synchronous: str = "full"  # TSREVEL_SQLITE_SYNCHRONOUS: "normal" trades power-loss durability for speed
+    call_deadline_s: float = 30.0  # TSREVEL_CALL_DEADLINE_S: the whole of one outside call; below TSREVEL_LEASE_S
     crash_at: str | None = None  # test-only seam (TSREVEL_TEST_CRASH_AT), see docs/reliability.md
     catchup_interval_s: float = 900.0  # TSREVEL_CATCHUP_INTERVAL_S: the catch-up poll's period; 0 = off
     catchup_lookback_h: float = 48.0  # TSREVEL_CATCHUP_LOOKBACK_H: how far back each poll looks
@@ -131,6 +133,10 @@ class Settings:
             log_format=r.choice("LOG_FORMAT", ("json", "text"), "json"),
             log_level=r.choice("LOG_LEVEL", _LOG_LEVELS, "INFO", upper=True),
             console_idle_min=int(r.number("TSREVEL_CONSOLE_IDLE_MIN", 30, integer=True, minimum=1)),
+            sqlite_synchronous=r.choice("TSREVEL_SQLITE_SYNCHRONOUS", ("full", "normal"), "full"),
+            call_deadline_s=r.number(
+                "TSREVEL_CALL_DEADLINE_S", min(30.0, r.number("TSREVEL_LEASE_S", 60.0, minimum=1.0) / 2), minimum=0.1
+            ),
             crash_at=r.text("TSREVEL_TEST_CRASH_AT"),
             catchup_interval_s=r.number("TSREVEL_CATCHUP_INTERVAL_S", 900.0, minimum=0.0),
             catchup_lookback_h=r.number("TSREVEL_CATCHUP_LOOKBACK_H", 48.0, minimum=1.0),
@@ -165,6 +171,12 @@ class Settings:
             raise ConfigError("TRIPLESEAT_CLIENT_ID and TRIPLESEAT_CLIENT_SECRET: set both or neither")
         if self.tripleseat_refresh_token and not self.tripleseat_configured:
             raise ConfigError("TRIPLESEAT_REFRESH_TOKEN: needs TRIPLESEAT_CLIENT_ID and TRIPLESEAT_CLIENT_SECRET too")
+        if self.call_deadline_s >= self.lease_s:
+            raise ConfigError(
+                f"TSREVEL_CALL_DEADLINE_S: {self.call_deadline_s:g} s is not shorter than TSREVEL_LEASE_S ({self.lease_s:g} s); "
+                "a Revel, SendGrid or TripleSeat call still running when the lease ends lets another worker take the "
+                "delivery over: lower TSREVEL_CALL_DEADLINE_S or raise TSREVEL_LEASE_S"
+            )
         if self.retry_cap_s < self.retry_base_s:
             raise ConfigError("TSREVEL_RETRY_CAP_S: must not be smaller than TSREVEL_RETRY_BASE_S")
 
@@ -210,6 +222,8 @@ _VARIABLE_NAMES = {
     "crash_at": "TSREVEL_TEST_CRASH_AT",
     "catchup_interval_s": "TSREVEL_CATCHUP_INTERVAL_S",
     "catchup_lookback_h": "TSREVEL_CATCHUP_LOOKBACK_H",
+    "sqlite_synchronous": "TSREVEL_SQLITE_SYNCHRONOUS",
+    "call_deadline_s": "TSREVEL_CALL_DEADLINE_S",
 }
 
 

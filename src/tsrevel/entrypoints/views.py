@@ -33,7 +33,7 @@ class Unmapped:
     count: int
     delivery_ids: tuple[int, ...]
     toml: str
-    kind: str = "item"  # "item" (a line item no product covers) or "location"
+    kind: str = "item"  # "item" (a line item no product covers), "billing" (a billing detail [billing] misses) or "location"
     name: str = ""  # the item's TripleSeat display name
     menu_item_id: str | None = None
     locations: tuple[str, ...] = ()  # the TripleSeat location ids (or "site:<id>") of the deliveries it stopped
@@ -114,6 +114,12 @@ async def unmapped_seen(processor: Processor, *, per_state: int = UNMAPPED_SCAN)
                 line = product_line(item)
                 entry = _Seen(item.describe(), line, "item", item.display_name.strip(), item.menu_item_id)
                 seen(("item", line), entry, delivery.id, where)
+        if isinstance(mapped, MappingFailure):
+            # Billing details missing from [billing], where the mapping knows them (the invoice work):
+            # the failure names them and writes their TOML lines itself.
+            names = getattr(mapped, "unmapped_billing", ())
+            for name, line in zip(names, getattr(mapped, "billing_lines", ()), strict=False):
+                seen(("billing", line), _Seen(f"billing detail {name!r} (under [billing])", line, "billing", name), delivery.id, where)
     ranked = sorted(found.values(), key=lambda v: (-len(v.delivery_ids), v.what))
     return [
         Unmapped(

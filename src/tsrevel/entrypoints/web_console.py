@@ -14,6 +14,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,7 +26,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.config.csrf import CSRFConfig
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
-from litestar.exceptions import HTTPException, PermissionDeniedException
+from litestar.exceptions import HTTPException, PermissionDeniedException, SerializationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
@@ -40,7 +41,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from markupsafe import Markup
 
 from tsrevel.domain import deliveries as st
-from tsrevel.domain.errors import InvalidRequest, NotFound
+from tsrevel.domain.deliveries import Delivery
+from tsrevel.domain.errors import InvalidRequest, MappingRejected, NotFound
 from tsrevel.domain.processing import Processor
 from tsrevel.entrypoints import console_views as views
 from tsrevel.entrypoints.console import age
@@ -75,27 +77,63 @@ class SignInRequired(Exception):
     """No console session, or it went idle: the answer is a redirect to the sign-in page."""
 
 
-class SecureCookiesOverHttps:
-    """Marks the console's cookies Secure when the request came over https (directly or via a trusted proxy)."""
+# Nothing from another host, no framing (the buttons cannot be clickjacked), forms post only here.
+CONSOLE_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+class ConsoleHeaders:
+    """The console's security headers; pages are never cached; cookies are Secure when the request came over https."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("scheme") != "https":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        https = scope.get("scheme") == "https"
+        static = scope.get("path", "").startswith("/console/static/")
 
-        async def send_secure(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [
-                    (k, v + b"; Secure" if k.lower() == b"set-cookie" and b"secure" not in v.lower() else v)
+                    (k, v + b"; Secure" if https and k.lower() == b"set-cookie" and b"secure" not in v.lower() else v)
                     for k, v in message.get("headers", [])
                 ]
+                headers += CONSOLE_HEADERS if static else [*CONSOLE_HEADERS, (b"cache-control", b"no-store")]
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_secure)
+        await self.app(scope, receive, send_with_headers)
+
+
+class ForgivingCookieBackend:
+    """Litestar's cookie session backend, except that a cookie which does not decode is no session.
+
+    Litestar answers 500 for some forged cookies (well-formed base64 with a broken expiry part);
+    here they are simply not signed in.
+    """
+
+    def __init__(self, inner: ClientSideSessionBackend) -> None:
+        self.inner = inner
+        self.config = inner.config
+
+    async def load_from_connection(self, connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, Any]:
+        try:
+            return await self.inner.load_from_connection(connection)
+        except (SerializationException, KeyError, TypeError, ValueError):
+            return {}
+
+    async def store_in_message(self, scope_session: Any, message: Message, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+        await self.inner.store_in_message(scope_session, message, connection)
+
+    def get_session_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+        return self.inner.get_session_id(connection)
 
 
 def session_middleware(app: ASGIApp, key: bytes, max_age_s: int) -> ASGIApp:
@@ -104,7 +142,7 @@ def session_middleware(app: ASGIApp, key: bytes, max_age_s: int) -> ASGIApp:
         secret=key, key=SESSION_COOKIE, max_age=max_age_s, path="/console",
         httponly=True, samesite="strict", secure=False,  # Secure is added per request over https
     )
-    return SessionMiddleware(app, backend=ClientSideSessionBackend(config=config))
+    return SessionMiddleware(app, backend=ForgivingCookieBackend(ClientSideSessionBackend(config=config)))  # type: ignore[arg-type]
 
 
 # ---- templates --------------------------------------------------------------------------------
@@ -134,12 +172,14 @@ def _flash(request: Request[Any, Any, Any], kind: str, text: str) -> None:
     request.session.setdefault("flash", []).append([kind, text])
 
 
-def page(request: Request[Any, Any, Any], processor: Processor, name: str, *, status_code: int = 200, **context: Any) -> Template:
-    """Render a console page with what every page needs: the venue's time zone and pending messages."""
-    flashes = request.session.pop("flash", []) if request.session else []
+def page(
+    request: Request[Any, Any, Any], processor: Processor, name: str, *, status_code: int = 200, flashes: bool = True, **context: Any
+) -> Template:
+    """Render a console page with what every page needs: the venue's time zone and (unless a fragment) pending messages."""
+    shown = request.session.pop("flash", []) if flashes and request.session else []
     return Template(
         template_name=f"console/{name}",
-        context={"tz": processor.mapping.timezone, "flashes": flashes, "signed_in": _signed_in(request), **context},
+        context={"tz": processor.mapping.timezone, "flashes": shown, "signed_in": _signed_in(request), **context},
         status_code=status_code,
     )
 
@@ -171,7 +211,9 @@ def _no_reason(request: Request[Any, Any, Any], to: str) -> Redirect:
 async def login_page(
     request: Request[Any, Any, Any], processor: NamedDependency[Processor], settings: NamedDependency[Settings],
     next_page: Annotated[str | None, QueryParameter(name="next")] = None,
-) -> Template:
+) -> Template | Redirect:
+    if _signed_in(request):
+        return _back(_safe_next(next_page) or "/console")
     return page(request, processor, "login.html", enabled=settings.admin_token is not None, next_page=_safe_next(next_page))
 
 
@@ -181,7 +223,7 @@ async def login(request: Request[Any, Any, Any], processor: NamedDependency[Proc
     given = str(form.get("token", "")).strip()
     token = settings.admin_token
     if token is None or not hmac.compare_digest(given.encode(), token.encode()):
-        log.warning("console sign-in refused")  # never the token given
+        log.warning("console sign-in refused from %s", request.client.host if request.client else "?")  # never the token given
         return page(request, processor, "login.html", status_code=401, enabled=token is not None,
                     next_page=_safe_next(str(form.get("next", ""))), refused=True)
     request.set_session({"who": ACTOR, "seen": int(time.time())})
@@ -228,7 +270,7 @@ async def overview(request: Request[Any, Any, Any], processor: NamedDependency[P
 
 @get("/fragments/overview", opt={PASSIVE: True})
 async def overview_fragment(request: Request[Any, Any, Any], processor: NamedDependency[Processor], runtime: NamedDependency[Any]) -> Template:
-    return page(request, processor, "_overview_body.html", view=await views.overview(processor, runtime.worker))
+    return page(request, processor, "_overview_body.html", flashes=False, view=await views.overview(processor, runtime.worker))
 
 
 FLAG_CHANGES = {
@@ -296,42 +338,47 @@ async def delivery(request: Request[Any, Any, Any], processor: NamedDependency[P
     return page(request, processor, "delivery.html", d=detail, mapping=processor.mapping)
 
 
-@post("/deliveries/{delivery_id:int}/replay", status_code=303)
-async def replay(request: Request[Any, Any, Any], processor: NamedDependency[Processor], delivery_id: DeliveryId) -> Redirect:
-    to = f"/console/deliveries/{delivery_id}"
+async def _delivery_action(request: Request[Any, Any, Any], processor: Processor, delivery_id: int) -> tuple[Delivery, str] | Redirect:
+    """The delivery a form on its page acts on and the reason given; a redirect back when there is no reason."""
     _, reason = await _reason(request)
     if reason is None:
-        return _no_reason(request, to)
-    current = await processor.store.get_delivery(delivery_id)
-    if await processor.replay(delivery_id, actor=ACTOR, reason=reason):
-        _flash(request, "ok", f"Delivery {delivery_id} re-queued.")
+        return _no_reason(request, f"/console/deliveries/{delivery_id}")
+    return await processor.store.get_delivery(delivery_id), reason
+
+
+async def _move(
+    request: Request[Any, Any, Any], processor: Processor, delivery_id: int, use_case: Callable[..., Awaitable[bool]], *, done: str, verb: str
+) -> Redirect:
+    """Replay or discard one delivery through its use case; the use case decides whether its state allows it."""
+    asked = await _delivery_action(request, processor, delivery_id)
+    if isinstance(asked, Redirect):
+        return asked
+    current, reason = asked
+    if await use_case(delivery_id, actor=ACTOR, reason=reason):
+        _flash(request, "ok", f"Delivery {delivery_id} {done.format(state=current.state)}.")
     else:
-        _flash(request, "error", f"Delivery {delivery_id} is {current.state}: it cannot be replayed.")
-    return _back(to)
+        _flash(request, "error", f"Delivery {delivery_id} is {current.state}: it cannot be {verb}.")
+    return _back(f"/console/deliveries/{delivery_id}")
+
+
+@post("/deliveries/{delivery_id:int}/replay", status_code=303)
+async def replay(request: Request[Any, Any, Any], processor: NamedDependency[Processor], delivery_id: DeliveryId) -> Redirect:
+    return await _move(request, processor, delivery_id, processor.replay, done="re-queued", verb="replayed")
 
 
 @post("/deliveries/{delivery_id:int}/discard", status_code=303)
 async def discard(request: Request[Any, Any, Any], processor: NamedDependency[Processor], delivery_id: DeliveryId) -> Redirect:
-    to = f"/console/deliveries/{delivery_id}"
-    _, reason = await _reason(request)
-    if reason is None:
-        return _no_reason(request, to)
-    current = await processor.store.get_delivery(delivery_id)
-    if await processor.discard(delivery_id, actor=ACTOR, reason=reason):
-        _flash(request, "ok", f"Delivery {delivery_id} discarded ({current.state} -> ignored).")
-    else:
-        _flash(request, "error", f"Delivery {delivery_id} is {current.state}: it cannot be discarded.")
-    return _back(to)
+    return await _move(request, processor, delivery_id, processor.discard, done="discarded ({state} -> ignored)", verb="discarded")
 
 
 @post("/deliveries/{delivery_id:int}/forget", status_code=303)
 async def forget(request: Request[Any, Any, Any], processor: NamedDependency[Processor], delivery_id: DeliveryId) -> Redirect:
     """Drop the event's ledger entry (after a manual clean-up in Revel), as `tsrevel forget` does."""
+    asked = await _delivery_action(request, processor, delivery_id)
+    if isinstance(asked, Redirect):
+        return asked
+    current, reason = asked
     to = f"/console/deliveries/{delivery_id}"
-    _, reason = await _reason(request)
-    if reason is None:
-        return _no_reason(request, to)
-    current = await processor.store.get_delivery(delivery_id)
     if not current.event_id:
         _flash(request, "error", f"Delivery {delivery_id} names no event: there is no order to forget.")
         return _back(to)
@@ -365,13 +412,25 @@ async def replay_all(request: Request[Any, Any, Any], processor: NamedDependency
 # ---- mapping and audit -----------------------------------------------------------------------
 
 
-def mapping_handler(loaded_at: datetime):  # noqa: ANN201 - a route handler made per app
-    @get("/mapping", name="console_mapping")
-    async def mapping(request: Request[Any, Any, Any], processor: NamedDependency[Processor], settings: NamedDependency[Settings]) -> Template:
-        view = await views.mapping_view(processor, file=settings.mapping_file)
-        return page(request, processor, "mapping.html", view=view, loaded_at=loaded_at, product_rows=views.product_rows)
+@get("/mapping", name="console_mapping")
+async def mapping(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> Template:
+    view = await views.mapping_view(processor)
+    return page(request, processor, "mapping.html", view=view, product_rows=views.product_rows)
 
-    return mapping
+
+@post("/mapping/reload", status_code=303)
+async def reload_mapping(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> Redirect:
+    """Read the mapping file again, as `tsrevel mapping reload`, POST /admin/mapping/reload and SIGHUP do."""
+    _, reason = await _reason(request)
+    if reason is None:
+        return _no_reason(request, "/console/mapping")
+    try:
+        status = await processor.reload_mapping(actor=ACTOR, reason=reason)
+    except (MappingRejected, InvalidRequest) as exc:
+        _flash(request, "error", f"Refused: {exc}")
+        return _back("/console/mapping")
+    _flash(request, "ok", f"Mapping reloaded: {status.describe()}.")
+    return _back("/console/mapping")
 
 
 @get("/audit", name="console_audit")
@@ -384,7 +443,8 @@ async def audit(request: Request[Any, Any, Any], processor: NamedDependency[Proc
 
 def _to_sign_in(_: Request[Any, Any, Any], exc: SignInRequired) -> Response[Any]:
     target = str(exc.args[0]) if exc.args else ""
-    suffix = f"?next={quote(target)}" if _safe_next(target) and target not in ("/console", "/console/") else ""
+    wanted = _safe_next(target) and target not in ("/console", "/console/") and not target.startswith("/console/fragments/")
+    suffix = f"?next={quote(target)}" if wanted else ""
     return Redirect(path=f"/console/login{suffix}", status_code=303)
 
 
@@ -425,9 +485,9 @@ def console_router(settings: Settings) -> Router:
         path="/console",
         route_handlers=[
             login_page, login, logout, overview, overview_fragment, set_flags, reset_flags, deliveries, delivery, replay,
-            discard, forget, replay_all, mapping_handler(datetime.now(timezone.utc)), audit, static,
+            discard, forget, replay_all, mapping, reload_mapping, audit, static,
         ],
-        middleware=[SecureCookiesOverHttps, DefineMiddleware(session_middleware, key=key, max_age_s=settings.console_idle_min * 60), DefineMiddleware(CSRFMiddleware, config=csrf)],
+        middleware=[ConsoleHeaders, DefineMiddleware(session_middleware, key=key, max_age_s=settings.console_idle_min * 60), DefineMiddleware(CSRFMiddleware, config=csrf)],
         guards=[signed_in_guard(settings.console_idle_min * 60)],
         exception_handlers={  # type: ignore[dict-item]
             SignInRequired: _to_sign_in,

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tsrevel.domain.catchup import scheduled_poll
+from tsrevel.domain.errors import StoreUnavailable
 from tsrevel.domain.processing import Processor
 from tsrevel.entrypoints.settings import Settings
 
@@ -87,6 +88,8 @@ class Worker:
                 busy = await step()
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable:  # the store logs the outage once, at its start and its end
+                busy = False
             except Exception:  # a store outage must not kill the loop: log, back off, try again
                 log.exception("%s loop: unexpected error; retrying after %.1fs", name, self._poll)
                 busy = False

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from tsrevel.adapters.fakes import Fault, FakeMailer, FakeRevel, FakeTripleSeat, ManualClock
+from tsrevel.adapters.fakes import Fault, FakeMailer, FakeRevel, FakeTripleSeat, FlakyStore, ManualClock
 from tsrevel.adapters.memory_store import MemoryStore
 from tsrevel.domain import deliveries as st
 from tsrevel.domain.mapping import MappingConfig, mapping_from_dict
@@ -36,6 +36,7 @@ __all__ = [
     "FakeRevel",
     "FakeTripleSeat",
     "FakeWorld",
+    "FlakyStore",
     "ManualClock",
     "MemoryStore",
     "fake_world",
@@ -136,10 +137,12 @@ def fake_world(
 ) -> FakeWorld:
     """A connector wired on fakes; the defaults create real (fake) orders with the example mapping."""
     clock = ManualClock()
+    source = None
     if mapping_file is not None:
-        from tsrevel.adapters.mapping_toml import load_mapping_file
+        from tsrevel.adapters.mapping_toml import TomlMappingFile
 
-        config = load_mapping_file(mapping_file)
+        source = TomlMappingFile(mapping_file)  # reload_mapping() reads it again
+        config = source.load()
     elif isinstance(mapping, MappingConfig):
         config = mapping
     else:
@@ -166,5 +169,6 @@ def fake_world(
         events=tripleseat,
         feed=tripleseat,
         unit_random=lambda: 0.5,
+        mapping_source=source,
     )
     return FakeWorld(processor=processor, store=store, revel=revel, mailer=mailer, tripleseat=tripleseat, clock=clock, secret=secret)

@@ -81,6 +81,7 @@ RESET = "reset"
 HANG = "hang"
 CREATE_THEN_STALL = "create_then_stall"
 HTML = "html"
+TRICKLE = "trickle"
 
 
 @attrs.frozen(kw_only=True)
@@ -133,6 +134,11 @@ class ServerFault:
     def create_then_stall(cls, seconds: float = 30.0, *, path: str | None = None, times: int = 1) -> ServerFault:
         """Do the request's work (store the order, keep the mail), then wait before answering."""
         return cls(kind=CREATE_THEN_STALL, seconds=seconds, path=path, times=times)
+
+    @classmethod
+    def trickle(cls, seconds: float = 0.5, *, path: str | None = None, times: int = 1) -> ServerFault:
+        """Do the request's work, then send the answer one byte every ``seconds``: each read is quick, the whole is not."""
+        return cls(kind=TRICKLE, seconds=seconds, path=path, times=times)
 
     @classmethod
     def html(cls, *, status: int = 200, path: str | None = None, times: int = 1) -> ServerFault:
@@ -315,6 +321,8 @@ class _Loopback:
                 h.close_connection = True
                 return
             self._answer(h, reply)
+        elif fault.kind == TRICKLE:
+            self._answer(h, self._run_app(request), pause_s=fault.seconds, stopping=self._stopping)
         else:  # STATUS, HTML
             self._answer(h, Reply(fault.code, fault.body, fault.headers))
 
@@ -359,15 +367,24 @@ class _Loopback:
         h.close_connection = True
 
     @staticmethod
-    def _answer(h: _Handler, reply: Reply) -> None:
+    def _answer(h: _Handler, reply: Reply, *, pause_s: float = 0.0, stopping: threading.Event | None = None) -> None:
         try:
             h.send_response(reply.status)
             for name, value in reply.headers:
                 h.send_header(name, value)
             h.send_header("Content-Length", str(len(reply.body)))
             h.end_headers()
-            if h.command != "HEAD":
+            if h.command == "HEAD":
+                return
+            if not pause_s:
                 h.wfile.write(reply.body)
+                return
+            for i in range(len(reply.body)):  # trickle: one byte, then a pause shorter than any read timeout
+                h.wfile.write(reply.body[i : i + 1])
+                h.wfile.flush()
+                if stopping is not None and stopping.wait(pause_s):
+                    h.close_connection = True
+                    return
         except OSError:
             h.close_connection = True  # the client gave up (its timeout) before we answered
 
