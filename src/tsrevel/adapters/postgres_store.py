@@ -774,33 +774,39 @@ class PostgresStore:
                     )
                     if seen is not None and duplicate_by_version(new.source, seen["source"]):
                         return await _get_delivery(conn, seen["id"]), False
+            # One statement: the delivery, its first timeline note, and (when this is the version's first
+            # delivery) the version row's pointer to it; the stored row comes back, so no second read.
             row = await _one(
                 conn,
-                """INSERT INTO deliveries (key, body, correlation_id, received_at, trigger_type, event_id, state,
-                                           last_error, updated_at, header_names, source)
-                   VALUES (%(key)s, %(body)s, %(cid)s, %(at)s, %(trigger)s, %(event)s, %(state)s, %(error)s, %(at)s,
-                           %(headers)s::jsonb, %(source)s)
-                   ON CONFLICT (key) DO NOTHING
-                   RETURNING id""",
+                """WITH inserted AS (
+                       INSERT INTO deliveries (key, body, correlation_id, received_at, trigger_type, event_id, state,
+                                               last_error, updated_at, header_names, source)
+                       VALUES (%(key)s, %(body)s, %(cid)s, %(at)s, %(trigger)s, %(event)s, %(state)s, %(error)s, %(at)s,
+                               %(headers)s::jsonb, %(source)s)
+                       ON CONFLICT (key) DO NOTHING
+                       RETURNING *
+                   ), noted AS (
+                       INSERT INTO timeline (delivery_id, at, state, note)
+                       SELECT id, %(at)s, %(state)s, %(note)s FROM inserted
+                   ), pointed AS (
+                       UPDATE event_versions SET delivery_id = (SELECT id FROM inserted)
+                       WHERE %(first)s AND version = %(version)s AND EXISTS (SELECT 1 FROM inserted)
+                   )
+                   SELECT * FROM inserted""",
                 {
                     "key": new.key, "body": new.body, "cid": new.correlation_id, "at": received_at,
                     "trigger": new.trigger_type, "event": new.event_id, "state": new.state, "error": new.error,
-                    "headers": json.dumps(list(new.header_names)), "source": new.source,
+                    "headers": json.dumps(list(new.header_names)), "source": new.source, "note": note,
+                    "first": first, "version": new.event_version,
                 },
             )
             if row is not None:
-                delivery_id = row["id"]
-                await conn.execute(
-                    "INSERT INTO timeline (delivery_id, at, state, note) VALUES (%s, %s, %s, %s)",
-                    (delivery_id, received_at, new.state, note),
-                )
-            else:
-                existing = await _one(conn, "SELECT id FROM deliveries WHERE key = %s", (new.key,))
-                assert existing is not None  # the conflicting row is committed, or we would have inserted
-                delivery_id = existing["id"]
+                return _delivery(row, (TimelineEntry(at=received_at, state=new.state, note=note),)), True
+            existing = await _one(conn, "SELECT id FROM deliveries WHERE key = %s", (new.key,))
+            assert existing is not None  # the conflicting row is committed, or we would have inserted
             if first:
-                await conn.execute("UPDATE event_versions SET delivery_id = %s WHERE version = %s", (delivery_id, new.event_version))
-            return await _get_delivery(conn, delivery_id), row is not None
+                await conn.execute("UPDATE event_versions SET delivery_id = %s WHERE version = %s", (existing["id"], new.event_version))
+            return await _get_delivery(conn, existing["id"]), False
 
     async def version_seen(self, event_version: str) -> bool:
         async with self._connection() as conn:

@@ -35,7 +35,7 @@ log = logging.getLogger("tsrevel.catchup")
 
 POLL_LEASE = "catchup.poll"  # the store's named lease: one poll at a time across replicas
 LAST_POLL_VALUE = "catchup.last_poll"  # the store's named value: the last poll's PollReport, as JSON
-POLL_LEASE_S = 120.0  # renewed after every event, so a long poll keeps it and a dead one frees it soon
+POLL_LEASE_S = 600.0  # renewed after every event; covers a search whose pages wait out 429s; a dead poller frees it in 10 min
 # What a synced or polled delivery says it is: the event as it stands now, like an update webhook.
 SYNC_TRIGGER = "UPDATE_EVENT"
 NOT_CONFIGURED = (
