@@ -285,16 +285,22 @@ class TestReplicas:
             assert len(revel.created) == 1
 
 
+def service_with_missed_event(app_factory: Any, tripleseat: FakeTripleSeatServer, *, interval_s: float) -> tuple[Any, dict[str, Any]]:
+    """The running app over the loopback TripleSeat, which has an event no webhook brought."""
+    missed = event()
+    tripleseat.events[str(missed["id"])] = missed
+    app = app_factory(
+        tripleseat_api_url=tripleseat.url, tripleseat_client_id=CLIENT_ID, tripleseat_client_secret=CLIENT_SECRET,
+        catchup_interval_s=interval_s,
+    )
+    return app, missed
+
+
 class TestTheWorker:
     def test_the_service_polls_at_start_and_orders_what_it_finds(self, app_factory, tripleseat):
-        missed = event()
-        tripleseat.events[str(missed["id"])] = missed
-        app = app_factory(
-            tripleseat_api_url=tripleseat.url, tripleseat_client_id=CLIENT_ID, tripleseat_client_secret=CLIENT_SECRET,
-            catchup_interval_s=3600.0,
-        )
         from tests.integration.conftest import wait_for
 
+        app, missed = service_with_missed_event(app_factory, tripleseat, interval_s=3600.0)
         wait_for(lambda: app.revel.created, what="the polled event's order")
         status = app.client.get("/admin/status", headers=app.admin()).json()
         assert status["last_poll"]["deliveries_created"] == 1 and status["last_poll"]["errors"] == []
@@ -303,12 +309,7 @@ class TestTheWorker:
         assert [o.local_id for o in app.revel.created] == [f"tripleseat-{missed['id']}"]
 
     def test_admin_sync_answers_the_delivery_and_refuses_an_unknown_event(self, app_factory, tripleseat):
-        missed = event()
-        tripleseat.events[str(missed["id"])] = missed
-        app = app_factory(
-            tripleseat_api_url=tripleseat.url, tripleseat_client_id=CLIENT_ID, tripleseat_client_secret=CLIENT_SECRET,
-            catchup_interval_s=0.0,
-        )
+        app, missed = service_with_missed_event(app_factory, tripleseat, interval_s=0.0)
         answer = app.client.post("/admin/sync", json={"event_id": missed["id"], "reason": "missing"}, headers=app.admin())
         assert answer.status_code == 200, answer.text
         delivery = app.wait_state(answer.json()["delivery_id"], "done")

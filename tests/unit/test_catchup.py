@@ -197,3 +197,27 @@ class TestFakes:
         world.tripleseat.add_payload(old)
         found = await world.tripleseat.search_events(updated_since=world.clock.now().date(), correlation_id="c")
         assert [e["id"] for e in found] == [obj["id"]] and "documents" not in found[0]
+
+
+class TestSettings:
+    def test_the_poll_runs_only_with_a_period_and_the_tripleseat_api(self):
+        from tsrevel.entrypoints.settings import Settings
+        from tsrevel.entrypoints.worker import catch_up_options
+
+        processor = fake_world().processor
+        api = {"tripleseat_client_id": "id", "tripleseat_client_secret": "secret"}
+        assert catch_up_options(processor, Settings(**api))["catch_up_interval_s"] == 900.0
+        assert catch_up_options(processor, Settings(catchup_interval_s=0, **api)) == {}
+        assert catch_up_options(processor, Settings()) == {}
+
+    def test_the_two_variables_are_read_and_bad_values_refused(self):
+        from tsrevel.domain.errors import ConfigError
+        from tsrevel.entrypoints.settings import Settings
+
+        read = Settings.from_env({"TSREVEL_CATCHUP_INTERVAL_S": "0", "TSREVEL_CATCHUP_LOOKBACK_H": "72"})
+        assert (read.catchup_interval_s, read.catchup_lookback_h) == (0.0, 72.0)
+        assert (Settings.from_env({}).catchup_interval_s, Settings.from_env({}).catchup_lookback_h) == (900.0, 48.0)
+        with pytest.raises(ConfigError, match="TSREVEL_CATCHUP_INTERVAL_S"):
+            Settings.from_env({"TSREVEL_CATCHUP_INTERVAL_S": "-1"})
+        with pytest.raises(ConfigError, match="TSREVEL_CATCHUP_LOOKBACK_H"):
+            Settings.from_env({"TSREVEL_CATCHUP_LOOKBACK_H": "soon"})
