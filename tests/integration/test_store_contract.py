@@ -1082,6 +1082,13 @@ class TestEventVersions:
         await store.add_delivery(versioned("webhook"))
         assert await store.version_seen("evt-1@12/28/2025 12:56 PM")
 
+    async def test_pruning_forgets_versions_first_seen_before_the_cut(self, store):
+        await store.add_delivery(versioned("webhook", received_at=T0))
+        await store.prune_history(older_than=T0)
+        assert await store.version_seen("evt-1@12/28/2025 12:56 PM")
+        await store.prune_history(older_than=at(1))
+        assert not await store.version_seen("evt-1@12/28/2025 12:56 PM")
+
     async def test_a_plain_webhook_reads_back_as_a_webhook(self, store):
         assert (await add(store)).source == "webhook"
 

@@ -84,7 +84,7 @@ class MemoryStore:
         self._email_ids = itertools.count(1)
         self._audit_ids = itertools.count(1)
         self._values: dict[str, str] = {}
-        self._versions: dict[str, tuple[str, int]] = {}  # event version -> (source, first delivery id)
+        self._versions: dict[str, tuple[str, int, datetime]] = {}  # event version -> (source, first delivery id, seen at)
         self._leases: dict[str, tuple[int, str, datetime]] = {}  # name -> (token, holder, until)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -133,7 +133,7 @@ class MemoryStore:
             self._deliveries[delivery.id] = delivery
             self._ids_by_key[new.key] = delivery.id
             if new.event_version is not None:
-                self._versions.setdefault(new.event_version, (new.source, delivery.id))
+                self._versions.setdefault(new.event_version, (new.source, delivery.id, received_at))
             return delivery, True
 
     async def get_delivery(self, delivery_id: int) -> Delivery:
@@ -459,6 +459,7 @@ class MemoryStore:
         older_than = utc(older_than)
         with self._lock:
             self._check_open()
+            self._versions = {v: seen for v, seen in self._versions.items() if seen[2] >= older_than}
             # As in the SQL stores: the delivery that owns a ledger row, or has an email still to
             # send, is kept.
             owners = {entry.delivery_id for entry in self._orders.values()}

@@ -808,6 +808,11 @@ class PostgresStore:
                 await conn.execute("UPDATE event_versions SET delivery_id = %s WHERE version = %s", (existing["id"], new.event_version))
             return await _get_delivery(conn, existing["id"]), False
 
+    async def _prune_versions(self, older_than: datetime) -> None:
+        """Forget event versions first seen before older_than (prune_history calls it)."""
+        async with self._transaction() as conn:
+            await conn.execute("DELETE FROM event_versions WHERE seen_at < %s", (older_than,))
+
     async def version_seen(self, event_version: str) -> bool:
         async with self._connection() as conn:
             return await _one(conn, "SELECT 1 FROM event_versions WHERE version = %s", (event_version,)) is not None
@@ -852,6 +857,7 @@ class PostgresStore:
         transaction, so replicas keep working while a large backlog is pruned.
         """
         older_than = utc(older_than)
+        await self._prune_versions(older_than)
         total = 0
         while True:
             async with self._transaction() as conn:

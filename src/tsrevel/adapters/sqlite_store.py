@@ -430,6 +430,7 @@ class SqliteStore:
         await self._write(_put_value, name, value, time_text(now))
 
     async def prune_history(self, *, older_than: datetime) -> int:
+        await self._write(_prune_versions, time_text(older_than))  # event versions first seen before older_than
         return await self._write(_prune_history, time_text(older_than))
 
     # -- event versions and named leases (catch-up sync) -------------------------------------------
@@ -1160,6 +1161,10 @@ def _add_sourced_delivery(conn: sqlite3.Connection, new: NewDelivery) -> tuple[D
     if first:
         conn.execute("UPDATE event_versions SET delivery_id = ? WHERE version = ?", (delivery_id, new.event_version))
     return _get_delivery(conn, delivery_id), created
+
+
+def _prune_versions(conn: sqlite3.Connection, older_than: str) -> None:
+    conn.execute("DELETE FROM event_versions WHERE seen_at < ?", (older_than,))
 
 
 def _version_seen(conn: sqlite3.Connection, event_version: str) -> bool:
