@@ -28,7 +28,8 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, PermissionDeniedException, SerializationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.middleware import DefineMiddleware
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware, DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.middleware.session.base import SessionMiddleware
 from litestar.middleware.session.client_side import ClientSideSessionBackend, CookieBackendConfig
@@ -86,16 +87,12 @@ CONSOLE_HEADERS = [
 ]
 
 
-class ConsoleHeaders:
+class ConsoleHeaders(ASGIMiddleware):
     """The console's security headers; pages are never cached; cookies are Secure when the request came over https."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    scopes = (ScopeType.HTTP,)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         https = scope.get("scheme") == "https"
         static = scope.get("path", "").startswith("/console/static/")
 
@@ -109,7 +106,7 @@ class ConsoleHeaders:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        await next_app(scope, receive, send_with_headers)
 
 
 class ForgivingCookieBackend:
@@ -487,7 +484,7 @@ def console_router(settings: Settings) -> Router:
             login_page, login, logout, overview, overview_fragment, set_flags, reset_flags, deliveries, delivery, replay,
             discard, forget, replay_all, mapping, reload_mapping, audit, static,
         ],
-        middleware=[ConsoleHeaders, DefineMiddleware(session_middleware, key=key, max_age_s=settings.console_idle_min * 60), DefineMiddleware(CSRFMiddleware, config=csrf)],
+        middleware=[ConsoleHeaders(), DefineMiddleware(session_middleware, key=key, max_age_s=settings.console_idle_min * 60), DefineMiddleware(CSRFMiddleware, config=csrf)],
         guards=[signed_in_guard(settings.console_idle_min * 60)],
         exception_handlers={  # type: ignore[dict-item]
             SignInRequired: _to_sign_in,
