@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -160,7 +161,7 @@ def when(context: Any, value: datetime | None) -> Markup:
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     def setup(engine: JinjaTemplateEngine) -> None:
         engine.engine.filters.update(when=when, age=age, words=lambda name: str(name).replace("_", " ").capitalize())
-        engine.engine.globals.update(STATES=st.STATES, REPLAYABLE=sorted(st.REPLAYABLE_STATES))
+        engine.engine.globals.update(STATES=st.STATES)
 
     return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=setup)
 
@@ -235,11 +236,12 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
     return _back("/console/login")
 
 
+NEXT_PAGE = re.compile(r"/console(/[A-Za-z0-9._~/?=&%+-]*)?")
+
+
 def _safe_next(value: str | None) -> str | None:
-    """Only a console path may be the page to return to after signing in (no open redirect)."""
-    if value and value.startswith("/console") and not value.startswith("//") and "\\" not in value:
-        return value
-    return None
+    """Only a console path may be the page to return to after signing in (no open redirect, no header tricks)."""
+    return value if value and NEXT_PAGE.fullmatch(value) and "//" not in value else None
 
 
 def signed_in_guard(idle_s: int):  # noqa: ANN201 - a Litestar guard
