@@ -27,7 +27,7 @@ from tsrevel.version import __version__
 PAGE_SIZE = 50
 AUDIT_PAGE = 200
 # How many of the newest deliveries of each state the mapping page re-maps to find unmapped items.
-UNMAPPED_SCAN = 200
+UNMAPPED_SCAN = 100
 UNMAPPED_STATES = (st.DEAD, st.DRY_RUN, st.DONE, st.NEEDS_ATTENTION)
 PRODUCT_PLACEHOLDER = "<Revel product id>"
 ESTABLISHMENT_PLACEHOLDER = "<Revel establishment id>"
