@@ -177,8 +177,11 @@ class TestSignIn:
         app = app_factory()
         assert app.client.get("/console/audit", follow_redirects=False).headers["location"] == "/console/login?next=/console/audit"
         token = csrf_of(app.client.get("/console/login?next=/console/audit").text)
-        answer = app.client.post("/console/login", data={"token": ADMIN_TOKEN, "next": "//evil.example/x", "_csrf_token": token}, follow_redirects=False)
-        assert answer.headers["location"] == "/console"
+        for elsewhere in ("//evil.example/x", "https://evil.example/", "/consolefoo", "/console//evil.example", "/console/\r\nSet-Cookie: x=1"):
+            answer = app.client.post("/console/login", data={"token": ADMIN_TOKEN, "next": elsewhere, "_csrf_token": token}, follow_redirects=False)
+            assert answer.headers["location"] == "/console", elsewhere
+        answer = app.client.post("/console/login", data={"token": ADMIN_TOKEN, "next": "/console/deliveries?state=held", "_csrf_token": token}, follow_redirects=False)
+        assert answer.headers["location"] == "/console/deliveries?state=held"
 
 
 class TestCsrf:

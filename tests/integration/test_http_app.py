@@ -239,6 +239,15 @@ class TestMappingReload:
         delivery_id = app.client.post("/webhooks/tripleseat", content=raw, headers=signed(raw)).json()["delivery_id"]
         assert app.wait_state(delivery_id, "done", "dead")["state"] == "done"
 
+    def test_a_reason_with_a_lone_surrogate_is_stored_not_a_500(self, app_factory):
+        app = app_factory()
+        answer = app.client.post("/admin/mapping/reload", content=b'{"reason": "half an emoji \\ud83d"}', headers=app.admin())
+        assert answer.status_code == 200, answer.text
+
+    def test_a_body_that_is_not_an_object_is_422(self, app_factory):
+        app = app_factory()
+        assert app.client.post("/admin/mapping/reload", content=b"[1]", headers=app.admin()).status_code == 422
+
     def test_the_reload_needs_the_admin_token(self, app_factory):
         app = app_factory()
         assert app.client.post("/admin/mapping/reload", json={"reason": "x"}).status_code in (401, 403)

@@ -25,7 +25,7 @@ from tests.postgres_db import (
 )
 from tsrevel.adapters.postgres_store import _EVENT_LOCK_CLASS, MIGRATIONS, PostgresStore
 from tsrevel.domain.deliveries import DONE, PROCESSING, QUEUED, NewDelivery
-from tsrevel.domain.errors import ConfigError, StoreUnavailable
+from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable
 from tsrevel.domain.orders import OrderRef
 from tsrevel.domain.ports import EMAIL_PENDING, EmailMessage
 
@@ -161,6 +161,27 @@ class TestDurability:
             assert await store.synchronous_mode() == "off"
         finally:
             await store.close()
+
+
+class TestNoNewEmptyDatabase:
+    async def test_without_create_a_schema_without_tsrevel_tables_is_refused_and_left_empty(self, url, schema, open_store):
+        """Issue 11 item 12: the operator CLI must not make a new, empty tsrevel database."""
+        refusing = PostgresStore.from_url(url, schema=schema, create=False)
+        try:
+            with pytest.raises(DatabaseMissing, match=f"no tsrevel tables in schema {schema} of "):
+                await refusing.migrate()
+        finally:
+            await refusing.close()
+        with psycopg.connect(url) as conn:
+            count = conn.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s", (schema,)).fetchone()[0]
+        assert count == 0
+        await open_store()  # the service makes it
+        accepting = PostgresStore.from_url(url, schema=schema, create=False)
+        try:
+            await accepting.migrate()
+            assert await accepting.count_by_state() == {}
+        finally:
+            await accepting.close()
 
 
 class TestMigrations:

@@ -55,7 +55,7 @@ from tsrevel.domain.deliveries import (
     TimelineEntry,
 )
 from tsrevel.domain.deliveries import SOURCE_WEBHOOK, duplicate_by_version
-from tsrevel.domain.errors import ConfigError, StoreUnavailable
+from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable
 from tsrevel.domain.orders import OrderRef
 from tsrevel.domain.ports import (
     BUSY,
@@ -242,6 +242,7 @@ class PostgresStore:
         min_size: int = 1,
         max_size: int = 10,
         timeout_s: float = 15.0,
+        create: bool = True,
     ) -> None:
         if schema is not None and not _SCHEMA_NAME.match(schema):
             raise ConfigError(f"schema {schema!r} is not a plain lower-case PostgreSQL name")
@@ -250,6 +251,7 @@ class PostgresStore:
         self._min_size = min_size
         self._max_size = max_size
         self._timeout_s = timeout_s
+        self._create = create  # False: refuse a database without tsrevel's tables (the operator CLI)
         self._pool: AsyncConnectionPool[AsyncConnection[DictRow]] | None = None
         self._opening = asyncio.Lock()
         self._closed = False
@@ -272,6 +274,12 @@ class PostgresStore:
 
     async def migrate(self) -> None:
         async with self._connection() as conn:
+            if not self._create:
+                table = f"{self._schema}.schema_version" if self._schema else "schema_version"
+                row = await _one(conn, "SELECT to_regclass(%s) IS NOT NULL AS found", (table,))
+                if row is None or not row["found"]:
+                    where = f"schema {self._schema} of " if self._schema else ""
+                    raise DatabaseMissing(f"there are no tsrevel tables in {where}{host_of(self._url)}")
             while await _apply_next_migration(conn, self._schema):
                 pass
 

@@ -24,14 +24,14 @@ USER_AGENT = f"tsrevel/{__version__}"
 
 
 def make_store(database_url: str, *, sqlite_synchronous: str = "full", create: bool = True) -> Store:
-    """The store named by TSREVEL_DATABASE_URL (no I/O until migrate()); create=False refuses a new SQLite file."""
+    """The store named by TSREVEL_DATABASE_URL (no I/O until migrate()); create=False refuses a new, empty database."""
     if database_url.startswith("sqlite:///"):
         from tsrevel.adapters.sqlite_store import SqliteStore
 
         return SqliteStore.from_url(database_url, synchronous=sqlite_synchronous, create=create)
     from tsrevel.adapters.postgres_store import PostgresStore
 
-    return PostgresStore.from_url(database_url)
+    return PostgresStore.from_url(database_url, create=create)
 
 
 def database_location(database_url: str) -> str:

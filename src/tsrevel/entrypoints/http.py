@@ -417,7 +417,8 @@ async def reload_mapping(request: Request[Any, Any, Any], processor: NamedDepend
     reason = data.get("reason", "")
     if not isinstance(reason, str):
         raise PayloadError("reason", reason, "is not text")
-    status = await processor.reload_mapping(actor="admin-api", reason=reason.strip()[:500] or "(no reason given)")
+    reason = reason.encode("utf-8", "replace").decode("utf-8").strip()[:500]  # a lone surrogate cannot be stored
+    status = await processor.reload_mapping(actor="admin-api", reason=reason or "(no reason given)")
     return {"reloaded": True, "mapping": mapping_view(status)}
 
 

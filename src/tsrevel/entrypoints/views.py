@@ -19,7 +19,7 @@ from tsrevel.domain.orders import RevelOrder, UnmappedItem
 from tsrevel.domain.processing import Processor
 
 # How many of the newest deliveries of each state the unmapped read re-maps to find unmapped items.
-UNMAPPED_SCAN = 200
+UNMAPPED_SCAN = 100
 UNMAPPED_STATES = (st.DEAD, st.DRY_RUN, st.DONE, st.NEEDS_ATTENTION)
 PRODUCT_PLACEHOLDER = "<Revel product id>"
 ESTABLISHMENT_PLACEHOLDER = "<Revel establishment id>"

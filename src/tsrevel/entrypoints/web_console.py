@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,8 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, PermissionDeniedException, SerializationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.middleware import DefineMiddleware
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware, DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.middleware.session.base import SessionMiddleware
 from litestar.middleware.session.client_side import ClientSideSessionBackend, CookieBackendConfig
@@ -86,16 +88,12 @@ CONSOLE_HEADERS = [
 ]
 
 
-class ConsoleHeaders:
+class ConsoleHeaders(ASGIMiddleware):
     """The console's security headers; pages are never cached; cookies are Secure when the request came over https."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    scopes = (ScopeType.HTTP,)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         https = scope.get("scheme") == "https"
         static = scope.get("path", "").startswith("/console/static/")
 
@@ -109,7 +107,7 @@ class ConsoleHeaders:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        await next_app(scope, receive, send_with_headers)
 
 
 class ForgivingCookieBackend:
@@ -163,7 +161,7 @@ def when(context: Any, value: datetime | None) -> Markup:
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     def setup(engine: JinjaTemplateEngine) -> None:
         engine.engine.filters.update(when=when, age=age, words=lambda name: str(name).replace("_", " ").capitalize())
-        engine.engine.globals.update(STATES=st.STATES, REPLAYABLE=sorted(st.REPLAYABLE_STATES))
+        engine.engine.globals.update(STATES=st.STATES)
 
     return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=setup)
 
@@ -238,11 +236,12 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
     return _back("/console/login")
 
 
+NEXT_PAGE = re.compile(r"/console(/[A-Za-z0-9._~/?=&%+-]*)?")
+
+
 def _safe_next(value: str | None) -> str | None:
-    """Only a console path may be the page to return to after signing in (no open redirect)."""
-    if value and value.startswith("/console") and not value.startswith("//") and "\\" not in value:
-        return value
-    return None
+    """Only a console path may be the page to return to after signing in (no open redirect, no header tricks)."""
+    return value if value and NEXT_PAGE.fullmatch(value) and "//" not in value else None
 
 
 def signed_in_guard(idle_s: int):  # noqa: ANN201 - a Litestar guard
@@ -487,7 +486,7 @@ def console_router(settings: Settings) -> Router:
             login_page, login, logout, overview, overview_fragment, set_flags, reset_flags, deliveries, delivery, replay,
             discard, forget, replay_all, mapping, reload_mapping, audit, static,
         ],
-        middleware=[ConsoleHeaders, DefineMiddleware(session_middleware, key=key, max_age_s=settings.console_idle_min * 60), DefineMiddleware(CSRFMiddleware, config=csrf)],
+        middleware=[ConsoleHeaders(), DefineMiddleware(session_middleware, key=key, max_age_s=settings.console_idle_min * 60), DefineMiddleware(CSRFMiddleware, config=csrf)],
         guards=[signed_in_guard(settings.console_idle_min * 60)],
         exception_handlers={  # type: ignore[dict-item]
             SignInRequired: _to_sign_in,
