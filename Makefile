@@ -20,6 +20,7 @@ install: $(STAMP)
 run: install
 	mkdir -p var
 	test -s var/admin-token || (umask 077 && $(PY) -c "import secrets; print(secrets.token_urlsafe(32))" > var/admin-token)
+	@echo "Operators' console: http://$(HOST):$(PORT)/console (sign in with the token in var/admin-token, or your TSREVEL_ADMIN_TOKEN)"
 	TSREVEL_ADMIN_TOKEN="$${TSREVEL_ADMIN_TOKEN:-$$(cat var/admin-token)}" $(PY) -m tsrevel serve --host $(HOST) --port $(PORT)
 
 test: install

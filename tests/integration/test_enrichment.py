@@ -68,7 +68,8 @@ def service(tmp_path: Path, tripleseat: FakeTripleSeatServer, **changes: Any) ->
         tripleseat_api_url=tripleseat.url,
         tripleseat_client_id=CLIENT_ID,
         tripleseat_client_secret=CLIENT_SECRET,
-        **changes,
+        # The catch-up poll (tests/integration/test_catchup.py) would add TripleSeat requests of its own.
+        **{"catchup_interval_s": 0.0, **changes},
     )
     container = build_container(settings)
     revel, mailer = FakeRevel(), FakeMailer()

@@ -1021,3 +1021,115 @@ class TestValuesAndPruning:
         assert await store.prune_history(older_than=at(10)) == 1
         assert (await store.get_order("evt-ordered")).revel_order_id == 77
         assert (await store.get_delivery(owner.id)).state == DONE
+
+
+# -- event versions and named leases (catch-up sync) ---------------------------------------------
+
+
+def versioned(source: str, note: str | None = None, **fields) -> NewDelivery:
+    from tsrevel.domain.deliveries import event_version
+
+    version = event_version("evt-1", "12/28/2025 12:56 PM")
+    return attrs_evolve(new_delivery(**fields), source=source, event_version=version, note=note)
+
+
+def attrs_evolve(new: NewDelivery, **changes) -> NewDelivery:
+    import attrs
+
+    return attrs.evolve(new, **changes)
+
+
+@pytest.mark.anyio
+class TestEventVersions:
+    """One delivery per event version between a webhook and the poll, whichever comes first."""
+
+    async def test_a_webhook_then_the_poll_of_the_same_version_make_one_delivery(self, store):
+        hook, created = await store.add_delivery(versioned("webhook"))
+        assert created and hook.source == "webhook"
+        polled, created = await store.add_delivery(versioned("catchup", body=b'{"other": "body"}'))
+        assert not created and polled.id == hook.id
+        assert await store.count_by_state() == {QUEUED: 1}
+
+    async def test_the_poll_then_a_webhook_of_the_same_version_make_one_delivery(self, store):
+        polled, created = await store.add_delivery(versioned("catchup", note="found by the catch-up poll"))
+        assert created and polled.source == "catchup"
+        assert polled.timeline[0].note == "found by the catch-up poll"
+        hook, created = await store.add_delivery(versioned("webhook", body=b'{"other": "body"}'))
+        assert not created and hook.id == polled.id
+
+    async def test_two_webhooks_of_one_version_keep_the_body_hash_rule(self, store):
+        first, _ = await store.add_delivery(versioned("webhook"))
+        second, created = await store.add_delivery(versioned("webhook", body=b'{"status": "change"}'))
+        assert created and second.id != first.id
+
+    async def test_a_sync_always_stores_and_a_later_poll_of_its_version_does_not(self, store):
+        hook, _ = await store.add_delivery(versioned("webhook"))
+        synced, created = await store.add_delivery(versioned("sync"))
+        assert created and synced.id != hook.id and synced.source == "sync"
+        _, created = await store.add_delivery(versioned("catchup"))
+        assert not created
+
+    async def test_a_new_version_is_a_new_delivery(self, store):
+        await store.add_delivery(versioned("webhook"))
+        newer = attrs_evolve(new_delivery(), source="catchup", event_version="evt-1@12/29/2025 9:00 AM")
+        assert not await store.version_seen("evt-1@12/29/2025 9:00 AM")
+        _, created = await store.add_delivery(newer)
+        assert created
+        assert await store.version_seen("evt-1@12/29/2025 9:00 AM")
+
+    async def test_version_seen_answers_what_was_stored(self, store):
+        assert not await store.version_seen("evt-1@12/28/2025 12:56 PM")
+        await store.add_delivery(versioned("webhook"))
+        assert await store.version_seen("evt-1@12/28/2025 12:56 PM")
+
+    async def test_pruning_forgets_versions_first_seen_before_the_cut(self, store):
+        await store.add_delivery(versioned("webhook", received_at=T0))
+        await store.prune_history(older_than=T0)
+        assert await store.version_seen("evt-1@12/28/2025 12:56 PM")
+        await store.prune_history(older_than=at(1))
+        assert not await store.version_seen("evt-1@12/28/2025 12:56 PM")
+
+    async def test_a_plain_webhook_reads_back_as_a_webhook(self, store):
+        assert (await add(store)).source == "webhook"
+
+    async def test_racing_stores_give_one_delivery_per_version(self, backend):
+        stores = [await backend() for _ in range(4)]
+        outcomes = await asyncio.gather(
+            # One webhook and eleven polls of one version, each with its own body, from four stores.
+            *(stores[n % 4].add_delivery(versioned("webhook" if n == 5 else "catchup", body=f'{{"n": {n}}}'.encode()))
+              for n in range(12))
+        )
+        assert len({d.id for d, _ in outcomes}) == 1
+        assert sum(created for _, created in outcomes) == 1
+
+
+@pytest.mark.anyio
+class TestLeases:
+    async def test_one_holder_at_a_time_and_each_take_has_a_newer_token(self, backend):
+        one, two = await backend(), await backend()
+        first = await one.take_lease("catchup", holder="a", now=T0, until=at(60))
+        assert first is not None
+        assert await two.take_lease("catchup", holder="b", now=at(30), until=at(90)) is None
+        second = await two.take_lease("catchup", holder="b", now=at(61), until=at(120))
+        assert second is not None and second > first
+
+    async def test_a_lost_lease_can_neither_be_kept_nor_record_its_result(self, backend):
+        one, two = await backend(), await backend()
+        stale = await one.take_lease("catchup", holder="a", now=T0, until=at(60))
+        fresh = await two.take_lease("catchup", holder="b", now=at(61), until=at(120))
+        assert not await one.keep_lease("catchup", token=stale, now=at(62), until=at(200))
+        assert not await one.end_lease("catchup", token=stale, now=at(63), value_name="catchup.last", value="stale")
+        assert await two.get_value("catchup.last") is None
+        assert await two.keep_lease("catchup", token=fresh, now=at(64), until=at(200))
+        assert await two.end_lease("catchup", token=fresh, now=at(65), value_name="catchup.last", value="fresh")
+        assert await one.get_value("catchup.last") == "fresh"
+
+    async def test_an_ended_lease_is_free_at_once(self, store):
+        token = await store.take_lease("catchup", holder="a", now=T0, until=at(600))
+        assert await store.end_lease("catchup", token=token, now=at(1), value_name="v", value="x")
+        assert await store.take_lease("catchup", holder="b", now=at(2), until=at(60)) is not None
+
+    async def test_racing_takes_hand_the_lease_to_one(self, backend):
+        stores = [await backend() for _ in range(4)]
+        tokens = await asyncio.gather(*(s.take_lease("catchup", holder=f"h{i}", now=T0, until=at(60)) for i, s in enumerate(stores * 3)))
+        assert len([t for t in tokens if t is not None]) == 1

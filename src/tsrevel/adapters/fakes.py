@@ -18,8 +18,8 @@ import asyncio
 import inspect
 import itertools
 from collections import deque
-from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -283,7 +283,15 @@ class FakeRevel:
     like Revel's 400.
     """
 
-    def __init__(self, *, clock: Clock | None = None, delay_s: float = 0.0, first_id: int = 1001) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        delay_s: float = 0.0,
+        first_id: int = 1001,
+        products: Mapping[int, Iterable[tuple[int, str]]] | None = None,
+    ) -> None:
+        self.products: dict[int, list[tuple[int, str]]] = {est: list(items) for est, items in (products or {}).items()}
         self.orders: dict[str, RevelOrder] = {}
         self.shown: dict[str, RevelShown] = {}
         self.refs: dict[str, OrderRef] = {}
@@ -334,6 +342,14 @@ class FakeRevel:
         if fault.kind == CREATE_THEN_TIMEOUT:
             self._store(order)
         raise fault.error(f"FakeRevel create of {order.local_id}", operation="create", now=self._clock.now())
+
+    async def list_products(self, establishment_id: int) -> list[tuple[int, str]]:
+        """ProductCatalog: ``products[establishment_id]`` as (id, name); recorded as ``"products <id>"``."""
+        self.calls.append(f"products {establishment_id}")
+        fault = self._faults.take("find")
+        if fault is not None:
+            raise fault.error(f"FakeRevel product list of establishment {establishment_id}", operation="find", now=self._clock.now())
+        return list(self.products.get(establishment_id, []))
 
     def _store(self, order: RevelOrder) -> OrderRef:
         order_id = next(self._ids)
@@ -391,10 +407,17 @@ class FakeMailer:
 
 
 class FakeTripleSeat:
-    """EventSource in memory: ``events`` by id; ``fetched`` every requested id, faulted ones included."""
+    """EventSource and EventFeed in memory: ``events`` by id, and raw ``payloads`` by id for the feed.
+
+    ``fetched`` records every requested id (faulted ones included), ``searched`` every search's
+    day. The search answers each payload updated on or after the day (by its ``updated_at``,
+    MM/DD/YYYY first) without ``documents`` and ``financials``, as TripleSeat's search does.
+    """
 
     def __init__(self, *events: TripleSeatEvent, clock: Clock | None = None, delay_s: float = 0.0) -> None:
         self.events: dict[str, TripleSeatEvent] = {event.id: event for event in events}
+        self.payloads: dict[str, Mapping[str, Any]] = {}
+        self.searched: list[date] = []
         self.fetched: list[str] = []
         self.delay_s = delay_s
         self._clock: Clock = clock or _UtcClock()
@@ -402,6 +425,37 @@ class FakeTripleSeat:
 
     def add(self, event: TripleSeatEvent) -> None:
         self.events[event.id] = event
+
+    def add_payload(self, payload: Mapping[str, Any]) -> None:
+        """Serve this raw event object (fetch and search); it replaces an earlier one with its id."""
+        event = TripleSeatEvent.from_payload(payload)
+        self.payloads[event.id] = payload
+        self.events[event.id] = event
+
+    async def fetch_event_data(self, event_id: str, *, correlation_id: str) -> Mapping[str, Any]:
+        await self._call("fetch", f"fetch of event {event_id}", event_id)
+        try:
+            return self.payloads[event_id]
+        except KeyError:
+            raise GatewayError.permanent(f"FakeTripleSeat fetch of event {event_id}: HTTP 404: no such event", status=404) from None
+
+    async def search_events(self, *, updated_since: date, correlation_id: str) -> list[Mapping[str, Any]]:
+        self.searched.append(updated_since)
+        await self._call("search", "event search", None)
+        return [
+            {k: v for k, v in payload.items() if k not in ("documents", "financials")}
+            for payload in self.payloads.values()
+            if (_us_day(payload.get("updated_at")) or updated_since) >= updated_since
+        ]
+
+    async def _call(self, operation: str, what: str, event_id: str | None) -> None:
+        if event_id is not None:
+            self.fetched.append(event_id)
+        if self.delay_s > 0:
+            await asyncio.sleep(self.delay_s)
+        fault = self._faults.take(operation)
+        if fault is not None:
+            raise fault.error(f"FakeTripleSeat {what}", operation=operation, now=self._clock.now())
 
     def script(self, *faults: Fault) -> None:
         """Queue faults for the next fetches."""
@@ -422,6 +476,13 @@ class FakeTripleSeat:
             return self.events[event_id]
         except KeyError:
             raise GatewayError.permanent(f"FakeTripleSeat fetch of event {event_id}: HTTP 404: no such event", status=404) from None
+
+
+def _us_day(value: object) -> date | None:
+    try:
+        return datetime.strptime(str(value or "")[:10], "%m/%d/%Y").date()
+    except ValueError:
+        return None
 
 
 __all__ = [

@@ -41,6 +41,7 @@ from tsrevel.domain.deliveries import (
     LedgerEntry,
     NewDelivery,
     TimelineEntry,
+    duplicate_by_version,
 )
 from tsrevel.domain.orders import OrderRef
 from tsrevel.domain.ports import (
@@ -83,6 +84,8 @@ class MemoryStore:
         self._email_ids = itertools.count(1)
         self._audit_ids = itertools.count(1)
         self._values: dict[str, str] = {}
+        self._versions: dict[str, tuple[str, int, datetime]] = {}  # event version -> (source, first delivery id, seen at)
+        self._leases: dict[str, tuple[int, str, datetime]] = {}  # name -> (token, holder, until)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -106,6 +109,10 @@ class MemoryStore:
         received_at = utc(new.received_at)
         with self._lock:
             self._check_open()
+            if new.event_version is not None:
+                seen = self._versions.get(new.event_version)
+                if seen is not None and duplicate_by_version(new.source, seen[0]) and seen[1] in self._deliveries:
+                    return self._deliveries[seen[1]], False
             existing = self._ids_by_key.get(new.key)
             if existing is not None:
                 return self._deliveries[existing], False
@@ -121,9 +128,12 @@ class MemoryStore:
                 last_error=new.error,
                 updated_at=received_at,
                 timeline=(TimelineEntry(at=received_at, state=new.state, note=intake_note(new)),),
+                source=new.source,
             )
             self._deliveries[delivery.id] = delivery
             self._ids_by_key[new.key] = delivery.id
+            if new.event_version is not None:
+                self._versions.setdefault(new.event_version, (new.source, delivery.id, received_at))
             return delivery, True
 
     async def get_delivery(self, delivery_id: int) -> Delivery:
@@ -131,11 +141,17 @@ class MemoryStore:
             self._check_open()
             return self._get(delivery_id)
 
-    async def list_deliveries(self, *, state: str | None = None, limit: int = 50) -> list[Delivery]:
+    async def list_deliveries(
+        self, *, state: str | None = None, limit: int = 50, event_id: str | None = None, before_id: int | None = None
+    ) -> list[Delivery]:
         with self._lock:
             self._check_open()
             newest_first = sorted(self._deliveries.values(), key=lambda d: d.id, reverse=True)
-            chosen = [d for d in newest_first if state is None or d.state == state][: max(limit, 0)]
+            chosen = [
+                d for d in newest_first
+                if (state is None or d.state == state) and (event_id is None or d.event_id == event_id)
+                and (before_id is None or d.id < before_id)
+            ][: max(limit, 0)]
             return [attrs.evolve(d, timeline=()) for d in chosen]
 
     async def count_by_state(self) -> dict[str, int]:
@@ -443,6 +459,7 @@ class MemoryStore:
         older_than = utc(older_than)
         with self._lock:
             self._check_open()
+            self._versions = {v: seen for v, seen in self._versions.items() if seen[2] >= older_than}
             # As in the SQL stores: the delivery that owns a ledger row, or has an email still to
             # send, is kept.
             owners = {entry.delivery_id for entry in self._orders.values()}
@@ -465,6 +482,45 @@ class MemoryStore:
             ]:
                 del self._emails[email_id]
             return len(doomed)
+
+    # -- event versions and named leases (catch-up sync) -------------------------------------------
+
+    async def version_seen(self, event_version: str) -> bool:
+        with self._lock:
+            self._check_open()
+            return event_version in self._versions
+
+    async def take_lease(self, name: str, *, holder: str, now: datetime, until: datetime) -> int | None:
+        now, until = utc(now), utc(until)
+        with self._lock:
+            self._check_open()
+            held = self._leases.get(name)
+            if held is not None and held[2] > now:
+                return None
+            token = (held[0] if held else 0) + 1
+            self._leases[name] = (token, holder, until)
+            return token
+
+    async def keep_lease(self, name: str, *, token: int, now: datetime, until: datetime) -> bool:
+        now, until = utc(now), utc(until)
+        with self._lock:
+            self._check_open()
+            held = self._leases.get(name)
+            if held is None or held[0] != token or held[2] <= now:
+                return False
+            self._leases[name] = (token, held[1], until)
+            return True
+
+    async def end_lease(self, name: str, *, token: int, now: datetime, value_name: str, value: str) -> bool:
+        now = utc(now)
+        with self._lock:
+            self._check_open()
+            held = self._leases.get(name)
+            if held is None or held[0] != token:
+                return False
+            self._leases[name] = (token, held[1], now)
+            self._values[value_name] = value
+            return True
 
     # -- helpers (called with the lock held) ------------------------------------------------------
 

@@ -54,6 +54,7 @@ from tsrevel.domain.deliveries import (
     NewDelivery,
     TimelineEntry,
 )
+from tsrevel.domain.deliveries import SOURCE_WEBHOOK, duplicate_by_version
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable
 from tsrevel.domain.orders import OrderRef
 from tsrevel.domain.ports import (
@@ -188,6 +189,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE kv (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",
         "CREATE INDEX deliveries_by_updated ON deliveries (updated_at)",
     ),
+    (
+        # Catch-up sync: how each delivery came, the event versions seen, and named leases (one poll at a time).
+        "ALTER TABLE deliveries ADD COLUMN source TEXT NOT NULL DEFAULT 'webhook'",
+        """CREATE TABLE event_versions (
+            version TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            delivery_id BIGINT,
+            seen_at TIMESTAMPTZ NOT NULL
+        )""",
+        "CREATE TABLE leases (name TEXT PRIMARY KEY, token BIGINT NOT NULL, holder TEXT NOT NULL, until TIMESTAMPTZ NOT NULL)",
+    ),
 )
 
 
@@ -321,6 +333,8 @@ class PostgresStore:
 
     async def add_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]:
         check_new_state(new.state)
+        if new.source != SOURCE_WEBHOOK or new.event_version is not None:
+            return await self._add_sourced_delivery(new)
         received_at = utc(new.received_at)
         note = intake_note(new)
         async with self._connection() as conn:
@@ -363,14 +377,18 @@ class PostgresStore:
         async with self._connection() as conn:
             return await _get_delivery(conn, delivery_id)
 
-    async def list_deliveries(self, *, state: str | None = None, limit: int = 50) -> list[Delivery]:
+    async def list_deliveries(
+        self, *, state: str | None = None, limit: int = 50, event_id: str | None = None, before_id: int | None = None
+    ) -> list[Delivery]:
+        where, args = ["TRUE"], []
+        for clause, value in (("state = %s", state), ("event_id = %s", event_id), ("id < %s", before_id)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
         async with self._connection() as conn:
-            if state is None:
-                rows = await _all(conn, "SELECT * FROM deliveries ORDER BY id DESC LIMIT %s", (max(limit, 0),))
-            else:
-                rows = await _all(
-                    conn, "SELECT * FROM deliveries WHERE state = %s ORDER BY id DESC LIMIT %s", (state, max(limit, 0))
-                )
+            rows = await _all(
+                conn, f"SELECT * FROM deliveries WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s", (*args, max(limit, 0))
+            )
             return [_delivery(row, ()) for row in rows]
 
     async def count_by_state(self) -> dict[str, int]:
@@ -737,6 +755,108 @@ class PostgresStore:
                 (name, value, now),
             )
 
+    # -- event versions and named leases (catch-up sync) -------------------------------------------
+
+    async def _add_sourced_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]:
+        """Store a delivery with its source, and its event version in the same transaction (first one wins).
+
+        A concurrent insert of the same version waits on the version row's key until the first
+        transaction commits, then sees its delivery: a webhook and a poll of one version make one delivery.
+        """
+        received_at = utc(new.received_at)
+        note = intake_note(new)
+        async with self._transaction() as conn:
+            first = False
+            if new.event_version is not None:
+                first = await _one(
+                    conn,
+                    "INSERT INTO event_versions (version, source, seen_at) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (version) DO NOTHING RETURNING version",
+                    (new.event_version, new.source, received_at),
+                ) is not None
+                if not first:
+                    seen = await _one(
+                        conn,
+                        "SELECT v.source, d.id FROM event_versions v JOIN deliveries d ON d.id = v.delivery_id WHERE v.version = %s",
+                        (new.event_version,),
+                    )
+                    if seen is not None and duplicate_by_version(new.source, seen["source"]):
+                        return await _get_delivery(conn, seen["id"]), False
+            # One statement: the delivery, its first timeline note, and (when this is the version's first
+            # delivery) the version row's pointer to it; the stored row comes back, so no second read.
+            row = await _one(
+                conn,
+                """WITH inserted AS (
+                       INSERT INTO deliveries (key, body, correlation_id, received_at, trigger_type, event_id, state,
+                                               last_error, updated_at, header_names, source)
+                       VALUES (%(key)s, %(body)s, %(cid)s, %(at)s, %(trigger)s, %(event)s, %(state)s, %(error)s, %(at)s,
+                               %(headers)s::jsonb, %(source)s)
+                       ON CONFLICT (key) DO NOTHING
+                       RETURNING *
+                   ), noted AS (
+                       INSERT INTO timeline (delivery_id, at, state, note)
+                       SELECT id, %(at)s, %(state)s, %(note)s FROM inserted
+                   ), pointed AS (
+                       UPDATE event_versions SET delivery_id = (SELECT id FROM inserted)
+                       WHERE %(first)s AND version = %(version)s AND EXISTS (SELECT 1 FROM inserted)
+                   )
+                   SELECT * FROM inserted""",
+                {
+                    "key": new.key, "body": new.body, "cid": new.correlation_id, "at": received_at,
+                    "trigger": new.trigger_type, "event": new.event_id, "state": new.state, "error": new.error,
+                    "headers": json.dumps(list(new.header_names)), "source": new.source, "note": note,
+                    "first": first, "version": new.event_version,
+                },
+            )
+            if row is not None:
+                return _delivery(row, (TimelineEntry(at=received_at, state=new.state, note=note),)), True
+            existing = await _one(conn, "SELECT id FROM deliveries WHERE key = %s", (new.key,))
+            assert existing is not None  # the conflicting row is committed, or we would have inserted
+            if first:
+                await conn.execute("UPDATE event_versions SET delivery_id = %s WHERE version = %s", (existing["id"], new.event_version))
+            return await _get_delivery(conn, existing["id"]), False
+
+    async def _prune_versions(self, older_than: datetime) -> None:
+        """Forget event versions first seen before older_than (prune_history calls it)."""
+        async with self._transaction() as conn:
+            await conn.execute("DELETE FROM event_versions WHERE seen_at < %s", (older_than,))
+
+    async def version_seen(self, event_version: str) -> bool:
+        async with self._connection() as conn:
+            return await _one(conn, "SELECT 1 FROM event_versions WHERE version = %s", (event_version,)) is not None
+
+    async def take_lease(self, name: str, *, holder: str, now: datetime, until: datetime) -> int | None:
+        async with self._transaction() as conn:
+            row = await _one(
+                conn,
+                """INSERT INTO leases (name, token, holder, until) VALUES (%s, 1, %s, %s)
+                   ON CONFLICT (name) DO UPDATE SET token = leases.token + 1, holder = excluded.holder, until = excluded.until
+                   WHERE leases.until <= %s
+                   RETURNING token""",
+                (name, holder, utc(until), utc(now)),
+            )
+            return None if row is None else int(row["token"])
+
+    async def keep_lease(self, name: str, *, token: int, now: datetime, until: datetime) -> bool:
+        async with self._transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE leases SET until = %s WHERE name = %s AND token = %s AND until > %s", (utc(until), name, token, utc(now))
+            )
+            return cur.rowcount == 1
+
+    async def end_lease(self, name: str, *, token: int, now: datetime, value_name: str, value: str) -> bool:
+        now = utc(now)
+        async with self._transaction() as conn:
+            cur = await conn.execute("UPDATE leases SET until = %s WHERE name = %s AND token = %s", (now, name, token))
+            if cur.rowcount != 1:
+                return False
+            await conn.execute(
+                "INSERT INTO kv (name, value, updated_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (value_name, value, now),
+            )
+            return True
+
     async def prune_history(self, *, older_than: datetime) -> int:
         """Delete terminal deliveries last touched before older_than, with their timelines and settled emails.
 
@@ -745,6 +865,7 @@ class PostgresStore:
         transaction, so replicas keep working while a large backlog is pruned.
         """
         older_than = utc(older_than)
+        await self._prune_versions(older_than)
         total = 0
         while True:
             async with self._transaction() as conn:
@@ -1097,6 +1218,7 @@ def _delivery(row: DictRow, timeline: tuple[TimelineEntry, ...]) -> Delivery:
         lease_until=_time_or_none(row["lease_until"]),
         updated_at=_time_or_none(row["updated_at"]),
         timeline=timeline,
+        source=row["source"],
     )
 
 

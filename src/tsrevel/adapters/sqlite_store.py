@@ -48,6 +48,7 @@ from tsrevel.domain.deliveries import (
     NewDelivery,
     TimelineEntry,
 )
+from tsrevel.domain.deliveries import SOURCE_WEBHOOK, duplicate_by_version
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable
 from tsrevel.domain.orders import OrderRef
 from tsrevel.domain.ports import (
@@ -164,6 +165,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE kv (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)",
         "CREATE INDEX deliveries_by_updated ON deliveries (updated_at)",
     ),
+    (
+        # Catch-up sync: how each delivery came, the event versions seen, and named leases (one poll at a time).
+        "ALTER TABLE deliveries ADD COLUMN source TEXT NOT NULL DEFAULT 'webhook'",
+        """CREATE TABLE event_versions (
+            version TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            delivery_id INTEGER,
+            seen_at TEXT NOT NULL
+        )""",
+        "CREATE TABLE leases (name TEXT PRIMARY KEY, token INTEGER NOT NULL, holder TEXT NOT NULL, until TEXT NOT NULL)",
+    ),
 )
 
 
@@ -270,8 +282,10 @@ class SqliteStore:
     async def get_delivery(self, delivery_id: int) -> Delivery:
         return await self._read(_get_delivery, delivery_id)
 
-    async def list_deliveries(self, *, state: str | None = None, limit: int = 50) -> list[Delivery]:
-        return await self._read(_list_deliveries, state, limit)
+    async def list_deliveries(
+        self, *, state: str | None = None, limit: int = 50, event_id: str | None = None, before_id: int | None = None
+    ) -> list[Delivery]:
+        return await self._read(_list_deliveries, state, limit, event_id, before_id)
 
     async def count_by_state(self) -> dict[str, int]:
         return await self._read(_count_by_state)
@@ -416,7 +430,22 @@ class SqliteStore:
         await self._write(_put_value, name, value, time_text(now))
 
     async def prune_history(self, *, older_than: datetime) -> int:
+        await self._write(_prune_versions, time_text(older_than))  # event versions first seen before older_than
         return await self._write(_prune_history, time_text(older_than))
+
+    # -- event versions and named leases (catch-up sync) -------------------------------------------
+
+    async def version_seen(self, event_version: str) -> bool:
+        return await self._read(_version_seen, event_version)
+
+    async def take_lease(self, name: str, *, holder: str, now: datetime, until: datetime) -> int | None:
+        return await self._write(_take_lease, name, holder, time_text(now), time_text(until))
+
+    async def keep_lease(self, name: str, *, token: int, now: datetime, until: datetime) -> bool:
+        return await self._write(_keep_lease, name, token, time_text(now), time_text(until))
+
+    async def end_lease(self, name: str, *, token: int, now: datetime, value_name: str, value: str) -> bool:
+        return await self._write(_end_lease, name, token, time_text(now), value_name, value)
 
     # -- running on the connection's thread -------------------------------------------------------
 
@@ -568,6 +597,8 @@ def _beat(conn: sqlite3.Connection) -> None:
 
 
 def _add_delivery(conn: sqlite3.Connection, new: NewDelivery) -> tuple[Delivery, bool]:
+    if new.source != SOURCE_WEBHOOK or new.event_version is not None:
+        return _add_sourced_delivery(conn, new)
     received_at = time_text(new.received_at)
     cursor = conn.execute(
         """INSERT INTO deliveries (key, body, correlation_id, received_at, trigger_type, event_id, state,
@@ -620,10 +651,13 @@ def _get_delivery(conn: sqlite3.Connection, delivery_id: int) -> Delivery:
     return _delivery(row, timeline)
 
 
-def _list_deliveries(conn: sqlite3.Connection, state: str | None, limit: int) -> list[Delivery]:
+def _list_deliveries(
+    conn: sqlite3.Connection, state: str | None, limit: int, event_id: str | None, before_id: int | None
+) -> list[Delivery]:
     rows = conn.execute(
-        "SELECT * FROM deliveries WHERE (:state IS NULL OR state = :state) ORDER BY id DESC LIMIT :limit",
-        {"state": state, "limit": max(limit, 0)},
+        "SELECT * FROM deliveries WHERE (:state IS NULL OR state = :state) AND (:event IS NULL OR event_id = :event)"
+        " AND (:before IS NULL OR id < :before) ORDER BY id DESC LIMIT :limit",
+        {"state": state, "event": event_id, "before": before_id, "limit": max(limit, 0)},
     ).fetchall()
     return [_delivery(row, ()) for row in rows]
 
@@ -1029,6 +1063,7 @@ def _delivery(row: sqlite3.Row, timeline: tuple[TimelineEntry, ...]) -> Delivery
         lease_until=parse_time(row["lease_until"]),
         updated_at=parse_time(row["updated_at"]),
         timeline=timeline,
+        source=row["source"],
     )
 
 
@@ -1088,6 +1123,76 @@ def _put_value(conn: sqlite3.Connection, name: str, value: str, now: str) -> Non
         "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
         (name, value, now),
     )
+
+
+# -- event versions and named leases (catch-up sync) ---------------------------------------------
+
+
+def _add_sourced_delivery(conn: sqlite3.Connection, new: NewDelivery) -> tuple[Delivery, bool]:
+    """Store a delivery with its source, and its event version in the same transaction (first one wins)."""
+    received_at = time_text(new.received_at)
+    first = False
+    if new.event_version is not None:
+        first = conn.execute(
+            "INSERT INTO event_versions (version, source, seen_at) VALUES (?, ?, ?) ON CONFLICT (version) DO NOTHING",
+            (new.event_version, new.source, received_at),
+        ).rowcount == 1
+        if not first:
+            seen = conn.execute(
+                "SELECT v.source, d.id FROM event_versions v JOIN deliveries d ON d.id = v.delivery_id WHERE v.version = ?",
+                (new.event_version,),
+            ).fetchone()
+            if seen is not None and duplicate_by_version(new.source, seen["source"]):
+                return _get_delivery(conn, seen["id"]), False
+    cursor = conn.execute(
+        """INSERT INTO deliveries (key, body, correlation_id, received_at, trigger_type, event_id, state,
+                                   last_error, updated_at, header_names, source)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (key) DO NOTHING""",
+        (new.key, new.body, new.correlation_id, received_at, new.trigger_type, new.event_id, new.state,
+         new.error, received_at, json.dumps(list(new.header_names)), new.source),
+    )
+    created = cursor.rowcount == 1
+    if created:
+        delivery_id = cursor.lastrowid
+        _add_timeline(conn, delivery_id, received_at, new.state, intake_note(new))
+    else:
+        delivery_id = conn.execute("SELECT id FROM deliveries WHERE key = ?", (new.key,)).fetchone()["id"]
+    if first:
+        conn.execute("UPDATE event_versions SET delivery_id = ? WHERE version = ?", (delivery_id, new.event_version))
+    return _get_delivery(conn, delivery_id), created
+
+
+def _prune_versions(conn: sqlite3.Connection, older_than: str) -> None:
+    conn.execute("DELETE FROM event_versions WHERE seen_at < ?", (older_than,))
+
+
+def _version_seen(conn: sqlite3.Connection, event_version: str) -> bool:
+    return conn.execute("SELECT 1 FROM event_versions WHERE version = ?", (event_version,)).fetchone() is not None
+
+
+def _take_lease(conn: sqlite3.Connection, name: str, holder: str, now: str, until: str) -> int | None:
+    row = conn.execute(
+        """INSERT INTO leases (name, token, holder, until) VALUES (?, 1, ?, ?)
+           ON CONFLICT (name) DO UPDATE SET token = leases.token + 1, holder = excluded.holder, until = excluded.until
+           WHERE leases.until <= ?
+           RETURNING token""",
+        (name, holder, until, now),
+    ).fetchone()
+    return None if row is None else int(row["token"])
+
+
+def _keep_lease(conn: sqlite3.Connection, name: str, token: int, now: str, until: str) -> bool:
+    return conn.execute(
+        "UPDATE leases SET until = ? WHERE name = ? AND token = ? AND until > ?", (until, name, token, now)
+    ).rowcount == 1
+
+
+def _end_lease(conn: sqlite3.Connection, name: str, token: int, now: str, value_name: str, value: str) -> bool:
+    if conn.execute("UPDATE leases SET until = ? WHERE name = ? AND token = ?", (now, name, token)).rowcount != 1:
+        return False
+    _put_value(conn, value_name, value, now)
+    return True
 
 
 _PRUNABLE = tuple(sorted(TERMINAL_STATES))

@@ -57,7 +57,7 @@ def intake_note(new: NewDelivery) -> str:
     """The first timeline note: the rejection reason for a rejected delivery, else 'received'."""
     if new.state == REJECTED and new.error:
         return new.error
-    return NOTE_RECEIVED
+    return new.note or NOTE_RECEIVED
 
 
 def check_new_state(state: str) -> None:

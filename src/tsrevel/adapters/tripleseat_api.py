@@ -1,4 +1,4 @@
-"""TripleSeat's REST API over an injected httpx.AsyncClient: OAuth 2 tokens and the event fetch, nothing else.
+"""TripleSeat's REST API over an injected httpx.AsyncClient: OAuth 2 tokens, the event fetch and the event search.
 
 Two grants: client credentials, or a refresh token. TripleSeat rotates refresh tokens (each
 refresh answers a new one and retires the old), so the newest is kept through a TokenStore
@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -35,6 +36,14 @@ REFRESH_TOKEN_VALUE = "tripleseat.oauth.refresh_token"
 DEFAULT_EXPIRES_IN_S = 7200  # TripleSeat documents 2-hour tokens
 # Renew this long before expiry so a token never dies between our check and TripleSeat's.
 REFRESH_MARGIN_S = 120.0
+SEARCH_PATH = "/v1/events/search.json"
+# TripleSeat allows about 10 requests a second on events; we start at most this many.
+MAX_REQUESTS_PER_S = 10.0
+# A catch-up read waits out a 429 (Retry-After, at most this long) this many times before giving up.
+RATE_LIMIT_WAITS = 3
+RATE_LIMIT_WAIT_CAP_S = 60.0
+# More pages than this (50 events each) is not a look-back window; refuse rather than read for ever.
+MAX_SEARCH_PAGES = 400
 
 
 class TokenStore(Protocol):
@@ -70,10 +79,14 @@ class HttpxTripleSeatSource:
         client_secret: str,
         refresh_token: str | None = None,
         token_store: TokenStore | None = None,
+        max_requests_per_s: float = MAX_REQUESTS_PER_S,
         deadline_s: float | None = None,
     ) -> None:
         self._client = client
-        self._deadline_s = deadline_s  # TSREVEL_CALL_DEADLINE_S: the whole fetch, token requests included
+        self._deadline_s = deadline_s  # TSREVEL_CALL_DEADLINE_S: each call, token requests included
+        self._min_interval_s = 1.0 / max_requests_per_s if max_requests_per_s > 0 else 0.0
+        self._next_start = 0.0
+        self._pace_lock = asyncio.Lock()
         self._client_id = client_id
         self._client_secret = client_secret
         # With a refresh token (the seed) the refresh grant is used, else client credentials.
@@ -86,29 +99,79 @@ class HttpxTripleSeatSource:
 
     async def fetch_event(self, event_id: str, *, correlation_id: str) -> TripleSeatEvent:
         """GET the event with show_financial=true; one token refresh on 401, then the answer stands."""
-        return await within_deadline(
-            self._fetch_event(event_id, correlation_id=correlation_id),
-            self._deadline_s,
-            lambda: GatewayError.transient(
-                f"TripleSeat fetch of event {event_id}: no complete answer within {self._deadline_s:g} s (TSREVEL_CALL_DEADLINE_S)"
-            ),
-        )
+        data = await self._event_data(event_id, correlation_id=correlation_id, wait_on_429=False)
+        return TripleSeatEvent.from_payload(data, path="event")
 
-    async def _fetch_event(self, event_id: str, *, correlation_id: str) -> TripleSeatEvent:
-        what = f"fetch of event {event_id}"
+    async def fetch_event_data(self, event_id: str, *, correlation_id: str) -> Mapping[str, Any]:
+        """The raw event object with its financials, for storing as a delivery; a 429 is waited out."""
+        return await self._event_data(event_id, correlation_id=correlation_id, wait_on_429=True)
+
+    async def search_events(self, *, updated_since: date, correlation_id: str) -> list[Mapping[str, Any]]:
+        """Every event updated since the day: every page of events/search.json, at most 10 requests a second."""
+        found: list[Mapping[str, Any]] = []
+        page, total = 1, 1
+        while page <= total:
+            if page > MAX_SEARCH_PAGES:
+                raise GatewayError.permanent(f"TripleSeat event search: more than {MAX_SEARCH_PAGES} pages; refusing to read a partial list")
+            params = {"event_updated_start_date": updated_since.strftime("%m/%d/%Y"), "page": str(page)}
+            data = await self._read_json(SEARCH_PATH, params, correlation_id=correlation_id, what=f"event search page {page}", wait_on_429=True)
+            results = data.get("results") if isinstance(data, Mapping) else None
+            if not isinstance(results, list):
+                raise GatewayError.transient(f"TripleSeat event search page {page}: the answer has no results list")
+            found += [r for r in results if isinstance(r, Mapping)]
+            pages = data.get("total_pages")
+            total = pages if isinstance(pages, int) and not isinstance(pages, bool) and pages > 0 else page
+            page += 1
+        return found
+
+    async def _event_data(self, event_id: str, *, correlation_id: str, wait_on_429: bool) -> Mapping[str, Any]:
         path = f"/v1/events/{quote(str(event_id), safe='')}.json"
-        token = await self._access_token(correlation_id, stale=None)
-        response = await self._get(path, token, correlation_id=correlation_id, what=what)
-        if response.status_code == 401:
-            token = await self._access_token(correlation_id, stale=token)
-            response = await self._get(path, token, correlation_id=correlation_id, what=what)
-        self._raise_for_status(response, what, secrets=(token,))
-        data = _json(response)
-        if data is None:
-            raise GatewayError.credentials("TripleSeat answered HTML: authentication failed", status=response.status_code)
+        data = await self._read_json(
+            path, {"show_financial": "true"}, correlation_id=correlation_id, what=f"fetch of event {event_id}", wait_on_429=wait_on_429
+        )
         if isinstance(data, Mapping) and isinstance(data.get("event"), Mapping):
             data = data["event"]
-        return TripleSeatEvent.from_payload(data, path="event")
+        if not isinstance(data, Mapping):
+            raise GatewayError.transient(f"TripleSeat fetch of event {event_id}: the answer is not an event object")
+        return data
+
+    async def _read_json(
+        self, path: str, params: Mapping[str, str], *, correlation_id: str, what: str, wait_on_429: bool
+    ) -> Any:
+        """GET path and decode it; one token refresh on 401; 429 waited out when asked; HTML is an auth failure."""
+        waits = RATE_LIMIT_WAITS if wait_on_429 else 0
+        while True:
+            token, response = await within_deadline(
+                self._get_authorized(path, params, correlation_id=correlation_id, what=what),
+                self._deadline_s,
+                lambda: GatewayError.transient(
+                    f"TripleSeat {what}: no complete answer within {self._deadline_s:g} s (TSREVEL_CALL_DEADLINE_S)"
+                ),
+            )
+            if response.status_code == 429 and waits > 0:
+                waits -= 1
+                now = datetime.now(timezone.utc)
+                moment = parse_retry_after(response.headers.get("Retry-After"), now=now)
+                delay = (moment - now).total_seconds() if moment is not None else 1.0
+                log.warning("TripleSeat rate limit on %s: waiting %.1fs", what, min(RATE_LIMIT_WAIT_CAP_S, delay))
+                await asyncio.sleep(max(0.0, min(RATE_LIMIT_WAIT_CAP_S, delay)))
+                continue
+            self._raise_for_status(response, what, secrets=(token,))
+            data = _json(response)
+            if data is None:
+                raise GatewayError.credentials("TripleSeat answered HTML: authentication failed", status=response.status_code)
+            return data
+
+    async def _get_authorized(
+        self, path: str, params: Mapping[str, str], *, correlation_id: str, what: str
+    ) -> tuple[str, httpx.Response]:
+        """GET with a token; once more with a fresh token when TripleSeat refuses it (401)."""
+        token = await self._access_token(correlation_id, stale=None)
+        response = await self._get(path, token, correlation_id=correlation_id, what=what, params=params)
+        if response.status_code == 401:
+            token = await self._access_token(correlation_id, stale=token)
+            response = await self._get(path, token, correlation_id=correlation_id, what=what, params=params)
+        return token, response
 
     async def _access_token(self, correlation_id: str, *, stale: str | None) -> str:
         """A cached token, or a new one; `stale` is a token TripleSeat just refused."""
@@ -210,11 +273,12 @@ class HttpxTripleSeatSource:
         except Exception as exc:  # the access token is good; the next rotation stores again
             log.error("could not store the rotated TripleSeat refresh token (%s); a restart before the next rotation needs a new TRIPLESEAT_REFRESH_TOKEN", type(exc).__name__)
 
-    async def _get(self, path: str, token: str, *, correlation_id: str, what: str) -> httpx.Response:
+    async def _get(self, path: str, token: str, *, correlation_id: str, what: str, params: Mapping[str, str]) -> httpx.Response:
+        await self._pace()
         try:
             return await self._client.get(
                 path,
-                params={"show_financial": "true"},
+                params=dict(params),
                 headers={
                     "Authorization": f"Bearer {token}",
                     "Accept": "application/json",
@@ -224,6 +288,18 @@ class HttpxTripleSeatSource:
         except httpx.RequestError as exc:
             # `from None`: the httpx exception carries the request, bearer token included.
             raise self._transport_error(exc, what, secrets=(token,)) from None
+
+    async def _pace(self) -> None:
+        """Start requests at most max_requests_per_s a second (shared by every caller of this source)."""
+        if self._min_interval_s <= 0:
+            return
+        async with self._pace_lock:
+            now = time.monotonic()
+            wait = self._next_start - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+                now += wait
+            self._next_start = now + self._min_interval_s
 
     def _raise_for_status(self, response: httpx.Response, what: str, *, secrets: tuple[str, ...] = ()) -> None:
         status = response.status_code

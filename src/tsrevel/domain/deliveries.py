@@ -69,6 +69,9 @@ class NewDelivery:
     state: str  # QUEUED, or REJECTED with error set
     error: str | None = None
     header_names: tuple[str, ...] = ()
+    source: str = "webhook"  # SOURCES: how the delivery came (a webhook, a sync by id, the catch-up poll)
+    event_version: str | None = None  # event_version(): the event's id + updated_at, when known
+    note: str | None = None  # the first timeline note instead of "received" (who synced it, and why)
 
 
 @attrs.frozen(kw_only=True)
@@ -101,6 +104,7 @@ class Delivery:
     lease_until: datetime | None = None
     updated_at: datetime | None = None
     timeline: tuple[TimelineEntry, ...] = ()
+    source: str = "webhook"
 
 
 @attrs.frozen(kw_only=True)
@@ -121,3 +125,32 @@ class LedgerEntry:
 
 LEDGER_PENDING = "pending"
 LEDGER_CREATED = "created"
+
+
+# ---- how a delivery came, and the event versions already seen --------------------------------
+
+SOURCE_WEBHOOK = "webhook"
+SOURCE_SYNC = "sync"  # an operator's `tsrevel sync EVENT_ID` / POST /admin/sync
+SOURCE_CATCHUP = "catchup"  # the catch-up poll of TripleSeat's events/search.json
+SOURCES = (SOURCE_WEBHOOK, SOURCE_SYNC, SOURCE_CATCHUP)
+
+
+def event_version(event_id: str | None, updated_at: str | None) -> str | None:
+    """The key of one version of an event: its id and its updated_at text (spaces and case folded); None when either is missing."""
+    if not event_id or not updated_at or not updated_at.strip():
+        return None
+    return f"{event_id}@{' '.join(updated_at.split()).upper()}"
+
+
+def duplicate_by_version(new_source: str, seen_source: str) -> bool:
+    """Whether a delivery of an event version already seen (first from seen_source) is a duplicate of that one.
+
+    A poll never repeats a version seen from anywhere; a webhook never repeats a version the poll
+    or a sync stored first (whichever comes first makes the one delivery). Webhooks among
+    themselves keep their own rule (the body hash), and an operator's sync always stores.
+    """
+    if new_source == SOURCE_SYNC:
+        return False
+    if new_source == SOURCE_CATCHUP:
+        return True
+    return seen_source != SOURCE_WEBHOOK

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from typing import Protocol
 
 import attrs
@@ -117,6 +117,26 @@ class EventSource(Protocol):
         ...
 
 
+class EventFeed(Protocol):
+    """The TripleSeat API seen as a feed of events: raw event objects, for storing as deliveries."""
+
+    async def fetch_event_data(self, event_id: str, *, correlation_id: str) -> Mapping[str, object]:
+        """The event object with its financials (show_financial=true); raises GatewayError (404: no such event)."""
+        ...
+
+    async def search_events(self, *, updated_since: date, correlation_id: str) -> list[Mapping[str, object]]:
+        """Every event updated on or after the day (every page of events/search.json); raises GatewayError."""
+        ...
+
+
+class ProductCatalog(Protocol):
+    """Revel, seen as a list of products per establishment."""
+
+    async def list_products(self, establishment_id: int) -> list[tuple[int, str]]:
+        """Every product of the establishment (every page), as (id, name); raises GatewayError."""
+        ...
+
+
 class MappingSource(Protocol):
     """Where the mapping comes from (the TOML file): read again on a reload."""
 
@@ -140,7 +160,11 @@ class Store(Protocol):
 
     async def add_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]: ...
     async def get_delivery(self, delivery_id: int) -> Delivery: ...
-    async def list_deliveries(self, *, state: str | None = None, limit: int = 50) -> list[Delivery]: ...
+    async def list_deliveries(
+        self, *, state: str | None = None, limit: int = 50, event_id: str | None = None, before_id: int | None = None
+    ) -> list[Delivery]:
+        """Newest first; only event_id's deliveries when given, only ids below before_id when given (paging)."""
+        ...
     async def count_by_state(self) -> dict[str, int]: ...
     async def oldest_pending(self) -> datetime | None: ...
 
@@ -223,6 +247,25 @@ class Store(Protocol):
 
     async def prune_history(self, *, older_than: datetime) -> int:
         """Delete terminal deliveries last updated before older_than (never pending work, never the ledger)."""
+        ...
+
+    # Event versions and named leases (catch-up sync). add_delivery records new.event_version in
+    # the same transaction as the delivery, and answers the first delivery of that version instead
+    # of storing a second when deliveries.duplicate_by_version says so.
+    async def version_seen(self, event_version: str) -> bool:
+        """Whether a delivery of this event version (deliveries.event_version) was ever stored."""
+        ...
+
+    async def take_lease(self, name: str, *, holder: str, now: datetime, until: datetime) -> int | None:
+        """Take the named lease if it is free or expired: its new fencing token, else None."""
+        ...
+
+    async def keep_lease(self, name: str, *, token: int, now: datetime, until: datetime) -> bool:
+        """Extend the lease while token still holds it (unexpired); False when it was lost."""
+        ...
+
+    async def end_lease(self, name: str, *, token: int, now: datetime, value_name: str, value: str) -> bool:
+        """Free the lease and, in the same transaction, put the named value; nothing (False) unless token is still the newest."""
         ...
 
 

@@ -44,6 +44,7 @@ from tsrevel.domain.ports import (
     RETRIES,
     Clock,
     EmailMessage,
+    EventFeed,
     EventSource,
     FlagOverrides,
     Mailer,
@@ -182,6 +183,7 @@ class Processor:
     on_accepted: Callable[[], None] | None = None
     metrics: Metrics = attrs.field(factory=NoMetrics)
     _refused_override_logged: bool = attrs.field(default=False, init=False, repr=False)
+    feed: EventFeed | None = None  # the TripleSeat API as a feed of events: sync by id and the catch-up poll (domain/catchup.py)
     mapping_source: MappingSource | None = None  # the file reload_mapping() reads again
     mapping_loaded_at: datetime | None = None
     mapping_generation: int | None = None  # the last reload adopted; None until the store was first asked
@@ -236,11 +238,15 @@ class Processor:
         self, body: bytes, *, correlation_id: str, header_names: tuple[str, ...], wake: bool
     ) -> IntakeResult:
         now = self.clock.now()
-        state, error, trigger, event_id = st.QUEUED, None, None, None
+        state, error, trigger, event_id, version = st.QUEUED, None, None, None, None
         try:
             envelope = WebhookEnvelope.from_json_bytes(body)
             trigger = envelope.trigger_type
             event_id = envelope.event.id if envelope.event else None
+            if envelope.event is not None and trigger in self.settings.order_policy.order_triggers:
+                # The version this webhook brings, so the catch-up poll does not bring it again
+                # (a deletion is never a version: the poll cannot see one).
+                version = st.event_version(event_id, envelope.event.updated_at)
         except PayloadError as exc:
             state, error = st.REJECTED, str(exc)
         delivery, created = await self.store.add_delivery(
@@ -254,6 +260,7 @@ class Processor:
                 state=state,
                 error=error,
                 header_names=header_names,
+                event_version=version,
             )
         )
         self.crash("after_store")

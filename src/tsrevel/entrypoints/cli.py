@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -285,6 +286,7 @@ def status(as_json: bool) -> None:
             "oldest_pending_age_s": s.oldest_pending_age_s,
             "last_order": {"reference": s.last_order.reference, "revel_order_id": s.last_order.revel_order_id,
                            "state": s.last_order.state, "created_at": s.last_order.created_at} if s.last_order else None,
+            "last_poll": json.loads(s.last_poll.to_json()) if s.last_poll else None,
         })
         return
     click.echo(f"tsrevel {__version__}, store {redact_url(settings.database_url)}")
@@ -306,6 +308,16 @@ def status(as_json: bool) -> None:
     if s.last_action:
         a = s.last_action
         click.echo(f"Last operator action: {a.action} by {a.actor} at {when(a.at)}: {a.detail} ({a.reason})")
+    click.echo(_poll_line(s.last_poll))
+
+
+def _poll_line(report: Any) -> str:
+    """The last catch-up poll for `tsrevel status`."""
+    if report is None:
+        return "Last catch-up poll: none"
+    errors = f", {len(report.errors)} error(s): {report.errors[0]}" if report.errors else ", no errors"
+    return (f"Last catch-up poll: {when(report.finished_at)} (since {report.since.isoformat()}): {report.events_seen} event(s) seen, "
+            f"{report.deliveries_created} delivery(ies) created{errors}")
 
 
 @main.group()
@@ -610,7 +622,7 @@ def audit(limit: int, as_json: bool) -> None:
 
 @main.group()
 def mapping() -> None:
-    """The mapping file: have the running service(s) read it again, without a restart."""
+    """The mapping file: have the running service(s) read it again, see what it misses, get products proposed."""
 
 
 @mapping.command("reload")
@@ -778,6 +790,146 @@ def drill(scenarios: tuple[str, ...], verbose: bool) -> None:
     click.echo(f"{len(results) - len(broken)}/{len(results)} scenario(s) kept every invariant" + (f"; broken: {', '.join(broken)}" if broken else ""))
     if broken:
         sys.exit(1)
+
+
+# ---- catch-up sync: one event by id, or one pass of the poll (domain/catchup.py) -----------------
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    """48h, 90m, 2d or 3600s as a timedelta."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        amount, unit = float(text[:-1]), units[text[-1]]
+    except (ValueError, KeyError, IndexError):
+        raise click.BadParameter("write a duration such as 48h, 90m, 2d") from None
+    if not 0 < amount * unit <= 366 * 86400:
+        raise click.BadParameter("must be more than 0 and at most a year")
+    return timedelta(seconds=amount * unit)
+
+
+@main.command()
+@click.argument("event_id", required=False)
+@click.option("--since", callback=_duration, help="Instead of one event: run one catch-up pass over the events updated in this window (48h, 90m, 2d) and print what it found.")
+@click.option("--reason", callback=_some_text, help="Why, as recorded in the audit log (required with EVENT_ID).")
+@_actor_option
+@click.option("--wait", is_flag=True, help="Wait (with progress) until the running service has processed the new deliveries.")
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(0.1), help="Seconds --wait waits at most.")
+def sync(event_id: str | None, since: timedelta | None, reason: str | None, actor: str, wait: bool, timeout: float) -> None:
+    """Fetch EVENT_ID from the TripleSeat API and store it as a delivery (source sync), or run one catch-up pass (--since)."""
+    from tsrevel.domain import catchup
+
+    if (event_id is None) == (since is None):
+        raise click.UsageError("give an EVENT_ID or --since, not both")
+    if event_id is not None:
+        if reason is None:
+            raise click.UsageError("--reason is required with EVENT_ID (it goes into the audit log)")
+
+        async def one(session: Any) -> Any:
+            return await catchup.sync_event(session.processor, event_id, actor=actor, reason=reason)
+
+        result = _run(one)
+        click.echo(f"Event {result.event_id} stored as delivery {result.delivery_id} (source sync, {result.event_version or 'no updated_at'}).")
+        ids = [result.delivery_id]
+    else:
+        assert since is not None
+
+        async def one_pass(session: Any) -> Any:
+            now = session.processor.clock.now()
+            return await catchup.catch_up(
+                session.processor, since=now - since, holder=f"cli:{actor}@{socket.gethostname()}:{os.getpid()}",
+                actor=actor, reason=reason or "manual catch-up pass (tsrevel sync --since)",
+            )
+
+        report = _run(one_pass)
+        if report is None:
+            _fail("another replica is running the catch-up poll right now; try again in a minute", 1)
+        click.echo(
+            f"Catch-up since {report.since.isoformat()}: {report.events_seen} event(s) seen, {report.already_seen} already seen, "
+            f"{report.deliveries_created} delivery(ies) created" + (f": {', '.join(map(str, report.delivery_ids))}" if report.delivery_ids else "") + "."
+        )
+        for error in report.errors:
+            click.echo(f"{mark(False)} {error}")
+        ids = list(report.delivery_ids)
+        if report.errors and not wait:
+            sys.exit(1)
+    if wait and ids:
+        _wait_for(ids, timeout)
+
+
+# ---- the mapping file's helpers: what it misses, and proposals ---------------------------------------
+
+
+@mapping.command("unmapped")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def mapping_unmapped(as_json: bool) -> None:
+    """TripleSeat items and locations the mapping misses, with how many stored deliveries they stopped."""
+    from tsrevel.entrypoints.views import unmapped_seen
+
+    async def read(session: Any) -> list[Any]:
+        return await unmapped_seen(session.processor)
+
+    found = _run(read, need_mapping=True)
+    if as_json:
+        _echo_json([
+            {"kind": u.kind, "name": u.name or u.what, "menu_item_id": u.menu_item_id, "locations": list(u.locations),
+             "deliveries": u.count, "delivery_ids": list(u.delivery_ids), "toml": u.toml}
+            for u in found
+        ])
+        return
+    echo_table(
+        ["WHAT", "NAME", "MENU ITEM", "LOCATION", "DELIVERIES"],
+        [[u.kind, u.name or u.what, u.menu_item_id or "-", ",".join(u.locations) or "-", u.count] for u in found],
+        empty="Nothing unmapped in the stored deliveries.",
+    )
+    if found:
+        click.echo()
+        click.echo("Propose products for them with: tsrevel mapping suggest")
+
+
+@mapping.command("suggest")
+@click.option("--location", "location_id", help="Only this TripleSeat location: its establishment's products, a [locations.ID.products] table.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write the fragment to this new file (never overwritten) instead of printing it.")
+@click.option("--min-score", default=80.0, show_default=True, type=click.FloatRange(0, 100), help="Propose nothing below this similarity (0-100).")
+def mapping_suggest(location_id: str | None, out_file: str | None, min_score: float) -> None:
+    """Propose a Revel product for each item name seen or unmapped, as a TOML fragment with the scores as comments."""
+    from tsrevel.entrypoints import mapping_suggest as assist
+    from tsrevel.entrypoints.operator import OperatorError, product_catalog
+    from tsrevel.entrypoints.views import item_names_seen, unmapped_seen
+
+    if out_file is not None and os.path.exists(out_file):
+        _fail(f"{out_file} exists; not overwriting it (choose another --out)", 2)
+
+    async def act(session: Any) -> str:
+        mapping = session.processor.mapping
+        if location_id is not None and location_id not in mapping.locations:
+            raise OperatorError(f"location {location_id} is not in the mapping file ({session.settings.mapping_file})")
+        venues = [mapping.locations[location_id]] if location_id else [*mapping.locations.values(), *mapping.sites.values()]
+        establishments = sorted({v.revel_establishment for v in venues})
+        catalog = await product_catalog(session)
+        products = [
+            assist.Product(product_id=pid, name=name, establishment_id=est)
+            for est in establishments for pid, name in await catalog.list_products(est)
+        ]
+        items = assist.items_to_map(await unmapped_seen(session.processor), await item_names_seen(session.processor), mapping)
+        if location_id is not None:
+            items = [i for i in items if not i.locations or location_id in i.locations]
+        table = f"locations.{location_id}.products" if location_id else "products"
+        suggestions = assist.suggest(items, products, min_score=min_score)
+        return assist.render_toml(suggestions, table=table, min_score=min_score, establishments=establishments, now=session.processor.clock.now())
+
+    fragment = _run(act, need_mapping=True)
+    if out_file is None:
+        click.echo(fragment, nl=False)
+        return
+    try:
+        with open(out_file, "x", encoding="utf-8") as handle:
+            handle.write(fragment)
+    except FileExistsError:
+        _fail(f"{out_file} exists; not overwriting it (choose another --out)", 2)
+    click.echo(f"Wrote {out_file}; review it, then paste what is right into the mapping file.")
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m tsrevel.entrypoints.cli

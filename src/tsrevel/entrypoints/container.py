@@ -253,6 +253,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         mailer=providers.Singleton(metered_mailer, mailer, metrics),
         events=events,
+        feed=events,  # the same TripleSeat adapter: sync by id and the catch-up poll
         crash=providers.Callable(make_crash_hook, settings.provided.crash_at),
         on_accepted=wake.provided.set,
         metrics=metrics,

@@ -32,7 +32,9 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from tsrevel.domain import deliveries as st
 from tsrevel.domain.correlation import accept_correlation_id, current_correlation_id
 from tsrevel.domain.deliveries import Delivery, LedgerEntry
+from tsrevel.domain import catchup
 from tsrevel.domain.errors import (
+    GatewayError,
     InvalidRequest,
     MappingRejected,
     NotFound,
@@ -46,11 +48,13 @@ from tsrevel.domain.ports import ACK_SECONDS, Store
 from tsrevel.domain.processing import MappingStatus, Processor
 from tsrevel.domain.safety import unknown_allowed_entries
 from tsrevel.entrypoints.body_limits import RETRY_AFTER_S, BodiesInFlightFull, BodyBudget, BodyGuard, BodyTimeout
+from tsrevel.entrypoints.console_views import readiness_problems
 from tsrevel.entrypoints.container import Container, database_location
 from tsrevel.entrypoints.logs import configure_logging
 from tsrevel.entrypoints.operator import mapped_order
 from tsrevel.entrypoints.settings import SECRET_FIELDS, Settings
-from tsrevel.entrypoints.worker import Worker
+from tsrevel.entrypoints.web_console import console_router, template_config
+from tsrevel.entrypoints.worker import Worker, catch_up_options
 from tsrevel.version import __version__
 
 log = logging.getLogger("tsrevel.http")
@@ -160,6 +164,11 @@ def _invalid(_: Request, exc: InvalidRequest) -> Response[dict[str, Any]]:
     return _error(409, str(exc))
 
 
+def _gateway(_: Request, exc: GatewayError) -> Response[dict[str, Any]]:
+    # An outside system (the TripleSeat API for /admin/sync) failed; its message is already scrubbed.
+    return _error(502, str(exc))
+
+
 # When the store cannot take writes: TripleSeat re-sends a webhook that was not answered 2xx.
 STORE_RETRY_AFTER_S = 30
 
@@ -225,6 +234,7 @@ EXCEPTION_HANDLERS = {
     PayloadError: _payload_error,
     NotFound: _not_found,
     InvalidRequest: _invalid,
+    GatewayError: _gateway,
     StoreUnavailable: _store_unavailable,
     MappingRejected: _mapping_rejected,
     AdminForbidden: _forbidden,
@@ -329,6 +339,7 @@ def delivery_view(d: Delivery, *, full: bool = False) -> dict[str, Any]:
         "next_attempt_at": _iso(d.next_attempt_at),
         "last_error": d.last_error,
         "order_reference": d.order_reference,
+        "source": d.source,  # webhook, sync or catchup
     }
     if full:
         view["result"] = json.loads(d.result) if d.result else None
@@ -418,15 +429,7 @@ async def health(processor: NamedDependency[Processor]) -> dict[str, Any]:
 
 @get("/ready", summary="200 once migrations are applied, the store is writable and the worker runs")
 async def ready(processor: NamedDependency[Processor], runtime: NamedDependency[Runtime]) -> Response[dict[str, Any]]:
-    problems = []
-    try:
-        await processor.store.check_writable()
-    except StoreUnavailable as exc:
-        problems.append(f"store not writable: {exc.reason}")
-    except Exception as exc:
-        problems.append(f"store not writable: {type(exc).__name__}")
-    if runtime.worker is not None and not runtime.worker.running:
-        problems.append("worker not running")
+    problems = await readiness_problems(processor, runtime.worker)  # the console's overview shows the same
     if problems:
         return Response({"status": "not ready", "problems": problems}, status_code=503)
     return Response({"status": "ready"}, status_code=200)
@@ -496,8 +499,40 @@ async def admin_status(processor: NamedDependency[Processor]) -> dict[str, Any]:
         "counts": await store.count_by_state(),
         "oldest_pending_age_s": (now - oldest).total_seconds() if oldest else None,
         "last_order": order_view(orders[0]) if orders else None,
+        "last_poll": poll_view(await catchup.last_poll(processor)),
         "mapping": mapping_view(processor.mapping_status()),
         "version": __version__,
+    }
+
+
+def poll_view(report: catchup.PollReport | None) -> dict[str, Any] | None:
+    """The last catch-up poll as /admin/status shows it."""
+    if report is None:
+        return None
+    return {
+        "finished_at": _iso(report.finished_at), "started_at": _iso(report.started_at), "since": report.since.isoformat(),
+        "events_seen": report.events_seen, "already_seen": report.already_seen,
+        "deliveries_created": report.deliveries_created, "delivery_ids": list(report.delivery_ids),
+        "errors": list(report.errors), "holder": report.holder,
+    }
+
+
+@post("/admin/sync", status_code=200, summary="Fetch one event from the TripleSeat API and store it as a delivery (source sync)")
+async def admin_sync(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
+    from tsrevel.domain.events import decode_json
+
+    data = decode_json(await request.body())
+    if not isinstance(data, dict):
+        raise PayloadError("$", data, "is not a JSON object")
+    event_id, reason = data.get("event_id"), data.get("reason")
+    if isinstance(event_id, bool) or not isinstance(event_id, int | str) or not str(event_id).strip():
+        raise PayloadError("event_id", event_id, "must be a TripleSeat event id")
+    if not isinstance(reason, str) or not reason.strip():
+        raise PayloadError("reason", reason, "must say why (it goes into the audit log)")
+    result = await catchup.sync_event(processor, str(event_id), actor="admin-api", reason=reason.strip()[:500], correlation_id=correlation_id())
+    return {
+        "status": result.status, "delivery_id": result.delivery_id, "event_id": result.event_id,
+        "correlation_id": result.correlation_id, "event_version": result.event_version,
     }
 
 
@@ -691,7 +726,8 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
             warn_unknown_allowed_locations(settings.allowed_locations, processor.mapping)
             if run_worker:
                 runtime.worker = Worker(
-                    processor, loops=settings.workers, poll_interval_s=settings.poll_interval_s, wake=await _resolve(container.wake())
+                    processor, loops=settings.workers, poll_interval_s=settings.poll_interval_s, wake=await _resolve(container.wake()),
+                    **catch_up_options(processor, settings),
                 )
                 runtime.worker.start()
             log.info("tsrevel %s ready", __version__)
@@ -704,13 +740,13 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
 
     admin = Router(
         path="/",
-        route_handlers=[test_webhook, preview, admin_status, put_flags, delete_flags, list_deliveries, get_delivery, replay_one, replay_many,
-                        reload_mapping],
+        route_handlers=[test_webhook, preview, admin_status, admin_sync, put_flags, delete_flags, list_deliveries, get_delivery, replay_one,
+                        replay_many, reload_mapping],
         guards=[_admin_guard(settings)],
         security=[{BEARER_SCHEME: []}],
     )
     return Litestar(
-        route_handlers=[receive_webhook, health, ready, metrics, admin],
+        route_handlers=[receive_webhook, health, ready, metrics, admin, console_router(settings)],  # console: docs/console.md
         dependencies={
             "processor": Provide(runtime.get_processor, sync_to_thread=False),
             "settings": Provide(runtime.get_settings, sync_to_thread=False),
@@ -725,6 +761,7 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
         ],
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,
+        template_config=template_config(),
         openapi_config=openapi_config(),
         logging_config=None,
     )

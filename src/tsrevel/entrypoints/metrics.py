@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from tsrevel.domain.catchup import PollReport, last_poll
 from tsrevel.domain.deliveries import STATES
 from tsrevel.domain.errors import GatewayError
 from tsrevel.domain.orders import OrderRef, RevelOrder
@@ -84,6 +85,12 @@ class PrometheusMetrics:
         self._enabled = Gauge("tsrevel_flag_enable_connector", "1 when the connector is enabled", registry=r)
         self._dry_run = Gauge("tsrevel_flag_dry_run", "1 when DRY_RUN is on", registry=r)
         self._oldest = Gauge("tsrevel_oldest_pending_age_seconds", "Age of the oldest delivery still to be processed", registry=r)
+        # The last catch-up poll (any replica), read from the store at scrape time; 0 before the first.
+        self._poll_at = Gauge("tsrevel_catchup_last_poll_timestamp_seconds", "When the last catch-up poll finished (unix time)", registry=r)
+        self._poll_counts = Gauge(
+            "tsrevel_catchup_last_poll_events", "The last catch-up poll's events: seen, already_seen, deliveries_created, errors",
+            ["what"], registry=r,
+        )
 
     def observe(self, name: str, value: float, **labels: str) -> None:
         try:
@@ -107,6 +114,17 @@ class PrometheusMetrics:
         self._dry_run.set(int(flags.dry_run))
         self._oldest.set(oldest_pending_age_s)
 
+    def set_last_poll(self, report: PollReport | None) -> None:
+        """The scrape-time gauges of the last catch-up poll."""
+        self._poll_at.set(report.finished_at.timestamp() if report else 0)
+        for what, value in (
+            ("seen", report.events_seen if report else 0),
+            ("already_seen", report.already_seen if report else 0),
+            ("deliveries_created", report.deliveries_created if report else 0),
+            ("errors", len(report.errors) if report else 0),
+        ):
+            self._poll_counts.labels(what=what).set(value)
+
     def render(self) -> str:
         return generate_latest(self.registry).decode()
 
@@ -118,8 +136,10 @@ async def render_metrics(processor: Processor) -> str:
     flags = await processor.flags()
     oldest = await processor.store.oldest_pending()
     age = (processor.clock.now() - oldest).total_seconds() if oldest else 0.0
+    poll = await last_poll(processor)
     # No await between setting the gauges and rendering them: concurrent scrapes cannot interleave.
     metrics.set_store_state(counts, flags, max(age, 0.0))
+    metrics.set_last_poll(poll)
     return metrics.render()
 
 

@@ -20,12 +20,13 @@ import attrs
 from dependency_injector import providers
 
 from tsrevel.domain import deliveries as st
+from tsrevel.domain.catchup import PollReport, last_poll
 from tsrevel.domain.deliveries import Delivery, LedgerEntry
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable, TsrevelError
 from tsrevel.domain.ids import ORDER_REFERENCE_PREFIX
-from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig, ProductMap, Venue
-from tsrevel.domain.ports import AuditEntry, FlagOverrides
 from tsrevel.domain.legacy import LegacyReferences
+from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig, ProductMap, Venue
+from tsrevel.domain.ports import AuditEntry, FlagOverrides, ProductCatalog
 from tsrevel.domain.processing import MAPPING_RELOAD_VALUE, Processor
 from tsrevel.domain.reconcile import ReconcileReport, canonical_reference, reconcile
 from tsrevel.domain.safety import SafetyFlags
@@ -170,11 +171,21 @@ class Status:
     oldest_pending_age_s: float | None
     last_order: LedgerEntry | None
     last_action: AuditEntry | None
+    last_poll: PollReport | None = None  # the last catch-up poll (any replica)
     mapping_reload: dict[str, Any] | None = None  # the last `mapping reload` recorded in the store
+
+    def source(self, flag: str) -> str:
+        """Where a flag's value comes from: 'runtime override' or 'environment'."""
+        return "runtime override" if getattr(self.overrides, flag) is not None else "environment"
 
 
 async def read_status(session: Session) -> Status:
-    store, processor = session.store, session.processor
+    return await status_of(session.processor)
+
+
+async def status_of(processor: Processor) -> Status:
+    """The status read the CLI's `status` and the console's overview show."""
+    store = processor.store
     oldest = await store.oldest_pending()
     orders = await store.list_orders(limit=1)
     audit = await store.list_audit(limit=1)
@@ -185,6 +196,7 @@ async def read_status(session: Session) -> Status:
         oldest_pending_age_s=(processor.clock.now() - oldest).total_seconds() if oldest else None,
         last_order=orders[0] if orders else None,
         last_action=audit[0] if audit else None,
+        last_poll=await last_poll(processor),
         mapping_reload=_json_object(await store.get_value(MAPPING_RELOAD_VALUE)),
     )
 
@@ -240,6 +252,14 @@ async def revel_lister(session: Session) -> RevelLister:
     """The service's own Revel adapter (with its key, timeouts and pacing), for the listing calls."""
     gateway = await _resolve(session.container.revel())
     if not all(hasattr(gateway, name) for name in ("list_establishments", "list_products", "list_orders_by_reference_prefix")):
+        raise OperatorError("this needs Revel: set REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET (the service's values)")
+    return gateway  # type: ignore[no-any-return]
+
+
+async def product_catalog(session: Session) -> ProductCatalog:
+    """The service's own Revel adapter as a product list (for `tsrevel mapping suggest`)."""
+    gateway = await _resolve(session.container.revel())
+    if not hasattr(gateway, "list_products"):
         raise OperatorError("this needs Revel: set REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET (the service's values)")
     return gateway  # type: ignore[no-any-return]
 

@@ -73,6 +73,7 @@ class Settings:
     retention_days: int = 90
     log_format: str = "json"
     log_level: str = "INFO"
+    console_idle_min: int = 30  # TSREVEL_CONSOLE_IDLE_MIN: a console session ends after this many idle minutes
     sqlite_synchronous: str = "full"  # TSREVEL_SQLITE_SYNCHRONOUS: "normal" trades power-loss durability for speed
     call_deadline_s: float = 30.0  # TSREVEL_CALL_DEADLINE_S: the whole of one outside call; below TSREVEL_LEASE_S
     # Switch-over from the previous connector (docs/migrating.md)
@@ -84,6 +85,8 @@ class Settings:
     max_connections: int = 1000
     keep_alive_s: float = 5.0
     max_header_bytes: int = 32 * 1024
+    catchup_interval_s: float = 900.0  # TSREVEL_CATCHUP_INTERVAL_S: the catch-up poll's period; 0 = off
+    catchup_lookback_h: float = 48.0  # TSREVEL_CATCHUP_LOOKBACK_H: how far back each poll looks
 
     @property
     def revel_configured(self) -> bool:
@@ -106,6 +109,11 @@ class Settings:
     @property
     def tripleseat_configured(self) -> bool:
         return bool(self.tripleseat_client_id and self.tripleseat_client_secret)
+
+    @property
+    def catchup_enabled(self) -> bool:
+        """The catch-up poll runs when it has a period and the TripleSeat API to ask."""
+        return self.catchup_interval_s > 0 and self.tripleseat_configured
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -147,6 +155,7 @@ class Settings:
             retention_days=int(r.number("TSREVEL_RETENTION_DAYS", 90, integer=True, minimum=1)),
             log_format=r.choice("LOG_FORMAT", ("json", "text"), "json"),
             log_level=r.choice("LOG_LEVEL", _LOG_LEVELS, "INFO", upper=True),
+            console_idle_min=int(r.number("TSREVEL_CONSOLE_IDLE_MIN", 30, integer=True, minimum=1)),
             sqlite_synchronous=r.choice("TSREVEL_SQLITE_SYNCHRONOUS", ("full", "normal"), "full"),
             call_deadline_s=r.number(
                 "TSREVEL_CALL_DEADLINE_S", min(30.0, r.number("TSREVEL_LEASE_S", 60.0, minimum=1.0) / 2), minimum=0.1
@@ -158,6 +167,8 @@ class Settings:
             max_connections=int(r.number("TSREVEL_MAX_CONNECTIONS", 1000, integer=True, minimum=1)),
             keep_alive_s=r.number("TSREVEL_KEEP_ALIVE_S", 5.0, minimum=0.1),
             max_header_bytes=int(r.number("TSREVEL_MAX_HEADER_BYTES", 32 * 1024, integer=True, minimum=4096)),
+            catchup_interval_s=r.number("TSREVEL_CATCHUP_INTERVAL_S", 900.0, minimum=0.0),
+            catchup_lookback_h=r.number("TSREVEL_CATCHUP_LOOKBACK_H", 48.0, minimum=1.0),
         )
         settings.check()
         return settings
@@ -240,7 +251,10 @@ _VARIABLE_NAMES = {
     "workers": "TSREVEL_WORKERS",
     "poll_interval_s": "TSREVEL_POLL_INTERVAL_S",
     "retention_days": "TSREVEL_RETENTION_DAYS",
+    "console_idle_min": "TSREVEL_CONSOLE_IDLE_MIN",
     "crash_at": "TSREVEL_TEST_CRASH_AT",
+    "catchup_interval_s": "TSREVEL_CATCHUP_INTERVAL_S",
+    "catchup_lookback_h": "TSREVEL_CATCHUP_LOOKBACK_H",
     "sqlite_synchronous": "TSREVEL_SQLITE_SYNCHRONOUS",
     "call_deadline_s": "TSREVEL_CALL_DEADLINE_S",
     "body_timeout_s": "TSREVEL_BODY_TIMEOUT_S",

@@ -178,6 +178,7 @@ def fake_world(
         clock=clock,
         mailer=mailer,
         events=tripleseat,
+        feed=tripleseat,
         unit_random=lambda: 0.5,
         mapping_source=source,
     )

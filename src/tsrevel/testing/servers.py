@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -697,7 +697,12 @@ class FakeSendGridServer:
 
 
 class FakeTripleSeatServer:
-    """Plays TripleSeat's API: OAuth 2 tokens and ``GET /v1/events/<id>.json``.
+    """Plays TripleSeat's API: OAuth 2 tokens, ``GET /v1/events/<id>.json`` and ``GET /v1/events/search.json``.
+
+    The search answers ``{"results": [...], "total_pages": N}``, ``search_page_size`` a page (50,
+    like TripleSeat), the events whose ``updated_at`` day is on or after ``event_updated_start_date``,
+    each without its ``documents`` and ``financials`` unless ``search_full`` (the search describes
+    events only partly).
 
     ``events`` maps an id to the event object served; ``wrap_event`` answers ``{"event": {...}}``
     instead of the bare object. ``revoke_tokens()`` makes every issued token answer 401.
@@ -715,7 +720,11 @@ class FakeTripleSeatServer:
         events: Mapping[str, Mapping[str, Any]] | None = None,
         wrap_event: bool = False,
         refresh_token: str | None = None,
+        search_page_size: int = 50,
+        search_full: bool = False,
     ) -> None:
+        self.search_page_size = search_page_size
+        self.search_full = search_full
         self.client_id = client_id
         self._valid_refresh: set[str] = {refresh_token} if refresh_token else set()
         self._retired_refresh: list[str] = []
@@ -791,11 +800,27 @@ class FakeTripleSeatServer:
             auth = request.header("Authorization") or ""
             if not auth.startswith("Bearer ") or auth[len("Bearer ") :] not in self._valid_tokens:
                 return Reply.json(401, {"error": "invalid_token"})
+            if match.group(1) == "search":
+                return self._search(request)
             event = self.events.get(match.group(1))
             if event is None:
                 return Reply.json(404, {"errors": "Record not found"})
             return Reply.json(200, {"event": event} if self.wrap_event else event)
         return Reply.json(404, {"errors": f"no route for {request.method} {request.path}"})
+
+    def _search(self, request: RecordedRequest) -> Reply:
+        since = _us_date(request.param("event_updated_start_date"))
+        if since is None:
+            return Reply.json(422, {"errors": "event_updated_start_date must be MM/DD/YYYY"})
+        found = [
+            event if self.search_full else {k: v for k, v in event.items() if k not in ("documents", "financials")}
+            for event in self.events.values()
+            if (_us_date(str(event.get("updated_at") or "")[:10]) or since) >= since
+        ]
+        size = max(1, self.search_page_size)
+        pages = max(1, -(-len(found) // size))
+        page = _trailing_int(request.param("page")) or 1
+        return Reply.json(200, {"results": found[(page - 1) * size : page * size], "total_pages": pages})
 
     def _token(self, request: RecordedRequest) -> Reply:
         form = request.form
@@ -824,6 +849,14 @@ class FakeTripleSeatServer:
                 "created_at": int(time.time()),
             },
         )
+
+
+def _us_date(text: str | None) -> date | None:
+    """MM/DD/YYYY as a date; None when it is not one."""
+    try:
+        return datetime.strptime((text or "").strip(), "%m/%d/%Y").date()
+    except ValueError:
+        return None
 
 
 def _dumps(data: Any) -> bytes:

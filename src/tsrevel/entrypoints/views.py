@@ -1,0 +1,152 @@
+"""Reads every entrypoint shows (the console's mapping page, `tsrevel mapping unmapped|suggest`), built once here.
+
+Nothing here changes state; each read takes the Processor (its store and the mapping in force)
+and answers records that the entrypoints only lay out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from tsrevel.domain import deliveries as st
+from tsrevel.domain.deliveries import Delivery
+from tsrevel.domain.errors import PayloadError
+from tsrevel.domain.events import WebhookEnvelope, decode_json
+from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingFailure
+from tsrevel.domain.orders import RevelOrder, UnmappedItem
+from tsrevel.domain.processing import Processor
+
+# How many of the newest deliveries of each state the unmapped read re-maps to find unmapped items.
+UNMAPPED_SCAN = 100
+UNMAPPED_STATES = (st.DEAD, st.DRY_RUN, st.DONE, st.NEEDS_ATTENTION)
+PRODUCT_PLACEHOLDER = "<Revel product id>"
+ESTABLISHMENT_PLACEHOLDER = "<Revel establishment id>"
+
+
+@attrs.frozen(kw_only=True)
+class Unmapped:
+    """One thing the mapping does not cover, seen in stored deliveries, and the TOML that would cover it."""
+
+    what: str  # for people: "'Cold brew' menu_item:5501", "location 999 (site 15691)"
+    count: int
+    delivery_ids: tuple[int, ...]
+    toml: str
+    kind: str = "item"  # "item" (a line item no product covers), "billing" (a billing detail [billing] misses) or "location"
+    name: str = ""  # the item's TripleSeat display name
+    menu_item_id: str | None = None
+    locations: tuple[str, ...] = ()  # the TripleSeat location ids (or "site:<id>") of the deliveries it stopped
+
+
+def toml_string(text: str) -> str:
+    """The text as a TOML basic string: quotes, backslashes and every control character escaped."""
+    escaped = []
+    for char in text:
+        if char in ('"', "\\"):
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
+
+
+def product_key(item: UnmappedItem) -> str:
+    """The [products] key that would map the item: by menu item id when it has one, else by its name."""
+    return f"{MENU_ITEM_PREFIX}{item.menu_item_id}" if item.menu_item_id else item.display_name.strip()
+
+
+def product_line(item: UnmappedItem) -> str:
+    """The [products] line that would map the item: by menu item id when it has one, else by its name."""
+    return f"{toml_string(product_key(item))} = {PRODUCT_PLACEHOLDER}"
+
+
+def location_lines(location_id: str | None, site_id: str | None) -> str:
+    if location_id:
+        return f"[locations.{location_id}]\nname = \"\"\nrevel_establishment = {ESTABLISHMENT_PLACEHOLDER}"
+    return f"[sites.{site_id}]\nrevel_establishment = {ESTABLISHMENT_PLACEHOLDER}"
+
+
+@attrs.define
+class _Seen:
+    what: str
+    toml: str
+    kind: str
+    name: str = ""
+    menu_item_id: str | None = None
+    delivery_ids: list[int] = attrs.Factory(list)
+    locations: list[str] = attrs.Factory(list)
+
+    def add(self, delivery_id: int, location: str | None) -> None:
+        if delivery_id not in self.delivery_ids:
+            self.delivery_ids.append(delivery_id)
+        if location and location not in self.locations:
+            self.locations.append(location)
+
+
+async def unmapped_seen(processor: Processor, *, per_state: int = UNMAPPED_SCAN) -> list[Unmapped]:
+    """Re-map the newest stored deliveries with the mapping in force and collect what it still misses.
+
+    A delivery whose line items came from the TripleSeat API (not in its webhook) shows only
+    what its webhook carried.
+    """
+    found: dict[tuple[str, str], _Seen] = {}
+
+    def seen(key: tuple[str, str], entry: _Seen, delivery_id: int, location: str | None) -> None:
+        found.setdefault(key, entry).add(delivery_id, location)
+
+    for delivery in await _newest(processor, UNMAPPED_STATES, per_state):
+        try:
+            envelope = WebhookEnvelope.from_json_bytes(delivery.body)
+            if envelope.event is None:
+                continue
+            mapped = processor.preview(decode_json(delivery.body))
+        except PayloadError:
+            continue
+        event = envelope.event
+        where = event.location_id or (f"site:{event.site_id}" if event.site_id else None)
+        if isinstance(mapped, MappingFailure) and mapped.missing_location:
+            lines = location_lines(event.location_id, event.site_id)
+            seen(("location", f"{event.location_id}/{event.site_id}"), _Seen(mapped.missing_location, lines, "location"), delivery.id, where)
+        if isinstance(mapped, MappingFailure | RevelOrder):
+            for item in mapped.unmapped:
+                line = product_line(item)
+                entry = _Seen(item.describe(), line, "item", item.display_name.strip(), item.menu_item_id)
+                seen(("item", line), entry, delivery.id, where)
+        if isinstance(mapped, MappingFailure):
+            # Billing details missing from [billing], where the mapping knows them (the invoice work):
+            # the failure names them and writes their TOML lines itself.
+            names = getattr(mapped, "unmapped_billing", ())
+            for name, line in zip(names, getattr(mapped, "billing_lines", ()), strict=False):
+                seen(("billing", line), _Seen(f"billing detail {name!r} (under [billing])", line, "billing", name), delivery.id, where)
+    ranked = sorted(found.values(), key=lambda v: (-len(v.delivery_ids), v.what))
+    return [
+        Unmapped(
+            what=v.what, count=len(v.delivery_ids), delivery_ids=tuple(sorted(v.delivery_ids)), toml=v.toml,
+            kind=v.kind, name=v.name, menu_item_id=v.menu_item_id, locations=tuple(sorted(v.locations)),
+        )
+        for v in ranked
+    ]
+
+
+async def item_names_seen(processor: Processor, *, per_state: int = UNMAPPED_SCAN) -> dict[str, str | None]:
+    """Every line item name in the newest stored deliveries (any state), with its menu item id when it has one."""
+    names: dict[str, str | None] = {}
+    for delivery in await _newest(processor, st.STATES, per_state):
+        try:
+            envelope = WebhookEnvelope.from_json_bytes(delivery.body)
+        except PayloadError:
+            continue
+        for line in envelope.event.line_items if envelope.event else ():
+            name = line.display_name.strip()
+            if name and names.get(name) is None:
+                names[name] = line.menu_item_id
+    return names
+
+
+async def _newest(processor: Processor, states: Iterable[str], per_state: int) -> list[Delivery]:
+    chosen: list[Delivery] = []
+    for state in states:
+        chosen += await processor.store.list_deliveries(state=state, limit=per_state)
+    return chosen
