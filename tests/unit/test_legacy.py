@@ -24,7 +24,9 @@ from tsrevel.testing import fake_world
 # Text a template may hold around {event_id}: anything but braces and the comma that separates templates.
 _AROUND = st_.text(st_.characters(blacklist_characters="{},", blacklist_categories=("Cs",)), max_size=12)
 LEGACY = LegacyReferences.parse("Triple Seat {event_id}")
-TEMPLATES = st_.builds(lambda a, b: f"{a}{{event_id}}{b}", _AROUND, _AROUND).filter(lambda t: t.strip() == t and t)
+TEMPLATES = st_.builds(lambda a, b: f"{a}{{event_id}}{b}", _AROUND, _AROUND).filter(
+    lambda t: t.strip() == t and t and not t.startswith("tripleseat-")  # that prefix is refused (test below)
+)
 
 
 class TestTemplates:
@@ -44,6 +46,7 @@ class TestTemplates:
             ("Triple Seat {event_id} {site}", "'{site}'"),
             ("Triple Seat {event_id}}", "'}'"),
             ("{Triple Seat {event_id}", "'{'"),
+            ("tripleseat-{event_id}0", "own prefix 'tripleseat-'"),
         ],
     )
     def test_a_template_with_no_placeholder_or_another_brace_stops_start_up(self, template: str, complaint: str) -> None:

@@ -24,13 +24,19 @@ _BRACED = re.compile(r"\{[^{}]*\}|[{}]")
 
 
 def check_template(template: str) -> str:
-    """The template, if it holds ``{event_id}`` and no other brace; else ConfigError naming it."""
+    """The template, if it holds ``{event_id}``, no other brace, and cannot pass for tsrevel's own reference; else ConfigError."""
     if PLACEHOLDER not in template:
         raise ConfigError(f"REVEL_LEGACY_LOCAL_IDS: {template!r} has no {PLACEHOLDER}")
     others = [m for m in _BRACED.findall(template) if m != PLACEHOLDER]
     if others:
         raise ConfigError(
             f"REVEL_LEGACY_LOCAL_IDS: {template!r} has {others[0]!r}; only {PLACEHOLDER} may stand in braces"
+        )
+    if template.startswith(ORDER_REFERENCE_PREFIX):
+        # 'tripleseat-{event_id}0' renders event 1 as 'tripleseat-10': another event's own reference.
+        raise ConfigError(
+            f"REVEL_LEGACY_LOCAL_IDS: {template!r} starts with tsrevel's own prefix {ORDER_REFERENCE_PREFIX!r}: "
+            "its references could be read as another event's order"
         )
     return template
 

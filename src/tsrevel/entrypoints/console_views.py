@@ -177,7 +177,10 @@ class DeliveryDetail:
     def order_tables(self) -> list[tuple[str, list[str], list[list[Any]]]]:
         """The mapped order's lists and tables (items, payments, history, ...) as (name, columns, rows)."""
         tables = []
-        for name, value in (self.mapped_order or {}).items():
+        order = self.mapped_order or {}
+        # What the venue reads first is the items; the rest keep the snapshot's order (alphabetical once stored).
+        names = sorted(order, key=lambda n: n != "items")
+        for name, value in ((n, order[n]) for n in names):
             if isinstance(value, dict) and value:
                 tables.append((name, ["field", "value"], [[k, v] for k, v in value.items()]))
                 continue

@@ -297,6 +297,13 @@ _REASON_BODY = _body(
     "Why, for the audit log (optional).",
     Schema(type=OpenAPIType.OBJECT, properties={"reason": Schema(type=OpenAPIType.STRING, max_length=500)}),
 )
+_SYNC_BODY = _body(
+    "Which TripleSeat event to fetch, and why (for the audit log).",
+    Schema(type=OpenAPIType.OBJECT, required=["event_id"], properties={
+        "event_id": Schema(one_of=[Schema(type=OpenAPIType.STRING), Schema(type=OpenAPIType.INTEGER)]),
+        "reason": Schema(type=OpenAPIType.STRING, max_length=500),
+    }),
+)
 BEARER_SCHEME = "BearerToken"
 
 
@@ -517,7 +524,10 @@ def poll_view(report: catchup.PollReport | None) -> dict[str, Any] | None:
     }
 
 
-@post("/admin/sync", status_code=200, summary="Fetch one event from the TripleSeat API and store it as a delivery (source sync)")
+@post(
+    "/admin/sync", status_code=200, summary="Fetch one event from the TripleSeat API and store it as a delivery (source sync)",
+    operation_class=_documented(_SYNC_BODY),
+)
 async def admin_sync(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
     from tsrevel.domain.events import decode_json
 
