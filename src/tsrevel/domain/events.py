@@ -605,7 +605,8 @@ def _plain_line_item(obj: dict[str, Any], document_index: int) -> LineItem | Non
     display_name = _plain_text(obj.get("display_name"))
     description = _plain_text(obj.get("description"))
     section = _plain_text(obj.get("section"))
-    if _SLOW in (category_name, item_id, menu_item_id, display_name, description, section):
+    if (category_name is _SLOW or item_id is _SLOW or menu_item_id is _SLOW or display_name is _SLOW
+            or description is _SLOW or section is _SLOW):
         return None
     quantity = _plain_number(obj.get("quantity"), _QUANTITY_PLACES)
     price = _plain_money(obj.get("price"))
