@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 
 import httpx
@@ -21,19 +21,9 @@ from tsrevel.entrypoints.settings import Settings
 from tsrevel.testing.servers import FakeSendGridServer, ServerFault
 
 from tests.integration.test_sendgrid_mail import API_KEY, MESSAGE, OPS, SENDER, failure
+from tests.integration.test_sendgrid_mail import anyio_backend, sendgrid_server  # noqa: F401 - the shared fixtures
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def sendgrid_server() -> Iterator[FakeSendGridServer]:
-    with FakeSendGridServer(api_key=API_KEY) as server:
-        yield server
 
 
 @pytest.fixture

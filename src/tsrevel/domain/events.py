@@ -577,6 +577,14 @@ def _plain_money(value: object) -> Decimal | None:
     return None if number is None else number.quantize(CENT)
 
 
+def _plain_optional_money(value: object) -> Any:
+    """None when absent (None or ""), the amount when plain, else _SLOW."""
+    if value is None or value == "":
+        return None
+    money = _plain_money(value)
+    return _SLOW if money is None else money
+
+
 def _plain_id(value: object) -> Any:
     if value is None or value == "":
         return None
@@ -612,26 +620,17 @@ def _plain_line_item(obj: dict[str, Any], document_index: int) -> LineItem | Non
     price = _plain_money(obj.get("price"))
     if quantity is None or price is None:
         return None
-    raw_total = obj.get("total_price")
-    total_price = None
-    if raw_total is not None and raw_total != "":
-        total_price = _plain_money(raw_total)
-        if total_price is None:
-            return None
-    raw_discount = obj.get("discount")
-    discount = _ZERO_CENTS
-    if raw_discount is not None and raw_discount != "":
-        plain_discount = _plain_money(raw_discount)
-        if plain_discount is None:
-            return None
-        discount = plain_discount or _ZERO_CENTS
+    total_price = _plain_optional_money(obj.get("total_price"))
+    discount = _plain_optional_money(obj.get("discount"))
+    if total_price is _SLOW or discount is _SLOW:
+        return None
     return LineItem(
         id=item_id,
         document_index=document_index,
         quantity=quantity,
         price=price,
         total_price=total_price,
-        discount=discount,
+        discount=discount or _ZERO_CENTS,  # absent, or 0: Decimal("0.00") as _discount gives
         display_name=display_name.strip(),
         description=description,
         category=category_name or None,
