@@ -15,7 +15,7 @@ import time
 from bench.common import ROOT, Context, Row, load_average, median, service_env, start_service, wait_http
 
 STARTS = 5
-TARGET_S = 1.5
+TARGET_S = 0.6  # issue 17 (round 2); round 1 asked for 1.5
 
 
 def run(ctx: Context) -> list[Row]:

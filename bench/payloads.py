@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -55,4 +56,9 @@ def event_with_lines(lines: int) -> dict[str, Any]:
         item["description"] = f"line {i + 1}" if i % 5 == 0 else ""
         items.append(item)
     document["line_items"] = items
+    # The totals add up, as TripleSeat's do (issue 12: an order whose numbers do not is refused).
+    lines_total = sum(Decimal(str(i["quantity"])) * Decimal(str(i["price"])) for i in items)
+    charges = sum(Decimal(t["amount"]) for t in document.get("billing_totals", ()))
+    grand_total = f"{lines_total + charges:.2f}"
+    document["financials"] = {**document.get("financials", {}), "grand_total": grand_total, "amount_due": grand_total}
     return payload

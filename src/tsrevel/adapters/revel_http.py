@@ -24,6 +24,10 @@ ORDERS_PATH = "/resources/Order/"
 CREATE_PATH = "/resources/OrderAllInOne/"
 ESTABLISHMENTS_PATH = "/enterprise/Establishment/"
 PRODUCTS_PATH = "/resources/Product/"
+# Order listings for reconcile: one listing over the whole date range, 500 orders a page (Tastypie's
+# usual max_limit is 1000), up to 200 pages (100,000 orders) before refusing to read a partial list.
+LISTING_PAGE_LIMIT = 500
+LISTING_MAX_PAGES = 200
 
 # uuid5 namespace for order uuids: the same local_id always gives the same uuid, so a retried
 # create sends exactly what the first attempt sent.
@@ -72,6 +76,8 @@ class HttpxRevelGateway:
         page_limit: int = 100,
         max_pages: int = 20,
         deadline_s: float | None = None,
+        listing_page_limit: int = LISTING_PAGE_LIMIT,
+        listing_max_pages: int = LISTING_MAX_PAGES,
     ) -> None:
         self._client = client
         self._deadline_s = deadline_s  # TSREVEL_CALL_DEADLINE_S: the whole of one request, all reads included
@@ -80,6 +86,8 @@ class HttpxRevelGateway:
         self._min_interval_s = min_interval_s
         self._page_limit = page_limit
         self._max_pages = max_pages
+        self._listing_page_limit = listing_page_limit
+        self._listing_max_pages = listing_max_pages
         self._pace_lock = asyncio.Lock()
         self._next_start = 0.0
 
@@ -159,20 +167,28 @@ class HttpxRevelGateway:
             params["created_date__gte"] = _local_time(created_from)
         if created_to is not None:
             params["created_date__lte"] = _local_time(created_to)
+        # Reconcile lists years of orders at once: big pages, and enough of them (P8, docs/performance.md).
+        pages = self._objects(
+            ORDERS_PATH, params, correlation_id=cid, what=f"order list {prefix}*",
+            page_limit=self._listing_page_limit, max_pages=self._listing_max_pages,
+        )
         return [
             (_required_id(obj, "Order"), _text_or_none(obj.get("local_id")) or "", _amount_or_none(obj.get("final_total")))
-            async for obj in self._objects(ORDERS_PATH, params, correlation_id=cid, what=f"order list {prefix}*")
+            async for obj in pages
         ]
 
     # ---- wire -------------------------------------------------------------------------------
 
     async def _objects(
-        self, path: str, params: dict[str, str], *, correlation_id: str, what: str
+        self, path: str, params: dict[str, str], *, correlation_id: str, what: str,
+        page_limit: int | None = None, max_pages: int | None = None,
     ) -> AsyncIterator[Mapping[str, Any]]:
         """Yield the objects of a Tastypie list, following meta.next for at most max_pages pages."""
+        page_limit = page_limit or self._page_limit
+        max_pages = max_pages or self._max_pages
         url = path
-        query: dict[str, str] | None = {**params, "limit": str(self._page_limit)}
-        for _ in range(self._max_pages):
+        query: dict[str, str] | None = {**params, "limit": str(page_limit)}
+        for _ in range(max_pages):
             response = await self._send("GET", url, params=query, correlation_id=correlation_id, what=what)
             page = _json_object(response)
             if page is None:
@@ -192,7 +208,7 @@ class HttpxRevelGateway:
             url, query = self._same_origin(next_url, what), None
         # Stopping early would turn "not read" into "not there", which for a lookup means a duplicate.
         raise GatewayError.permanent(
-            f"Revel {what}: more than {self._max_pages} pages of {self._page_limit}; refusing to read a partial list"
+            f"Revel {what}: more than {max_pages} pages of {page_limit}; refusing to read a partial list"
         )
 
     def _same_origin(self, next_url: object, what: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -432,12 +433,16 @@ def _decimal(value: object, path: str) -> Decimal | None:
 
 def _places(number: Decimal) -> int:
     """Decimal places that carry a digit: 3.2500 -> 2, 1E-9 -> 9, 0E-999 -> 0; read off the tuple, no arithmetic."""
-    sign, digits, exponent = number.as_tuple()
+    _, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)  # finite: checked by the callers
-    if not any(digits):
+    if exponent >= 0:
         return 0
-    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
-    return max(0, -(exponent + trailing))
+    trailing = 0
+    for digit in reversed(digits):
+        if digit:
+            return max(0, -(exponent + trailing))
+        trailing += 1
+    return 0  # all zeros
 
 
 def _money(value: object, path: str) -> Decimal | None:
@@ -507,6 +512,11 @@ def _first(value: object, key: str, path: str) -> str | None:
 
 
 def _line_item(value: object, document_index: int, path: str) -> LineItem:
+    fast = _plain_line_item(value, document_index) if type(value) is dict else None
+    return fast if fast is not None else _general_line_item(value, document_index, path)
+
+
+def _general_line_item(value: object, document_index: int, path: str) -> LineItem:
     obj = _mapping(value, path)
     category = obj.get("category")
     category_name = None
@@ -526,6 +536,109 @@ def _line_item(value: object, document_index: int, path: str) -> LineItem:
         category=category_name,
         menu_item_id=_id(obj.get("menu_item_id"), f"{path}.menu_item_id"),
         section=_text(obj.get("section"), f"{path}.section") or None,
+    )
+
+
+# ---- the fast path: the common shapes of a line item, parsed without building a field path ------
+#
+# Each helper returns _SLOW for anything but the plainest input (a digits-only string, an int, a
+# finite JSON number), and the line item is then parsed again by the general parsers above, which
+# accept and refuse exactly as before and name the field path. So the fast path changes no
+# outcome: it only skips work when nothing can go wrong (tests/unit/test_events_fast_path.py).
+
+_SLOW: Any = object()
+_ZERO_CENTS = Decimal("0.00")
+_MAX_PLAIN_ID_BITS = 212  # below 10**64, like _id's bound
+
+
+@functools.lru_cache(maxsize=2048)
+def _plain_number_text(text: str, max_places: int) -> Decimal | None:
+    """A digits-and-one-dot string ("3.25", "48") as a Decimal with at most max_places places; None otherwise."""
+    if not (text.isascii() and text.replace(".", "", 1).isdigit()):
+        return None
+    number = Decimal(text)
+    if number >= _MAX_AMOUNT or _places(number) > max_places:
+        return None
+    return number
+
+
+def _plain_number(value: object, max_places: int) -> Decimal | None:
+    kind = type(value)
+    if kind is str:
+        return _plain_number_text(value, max_places)  # type: ignore[arg-type]
+    if kind is int:
+        return Decimal(value) if 0 <= value < 10**12 else None  # type: ignore[operator,arg-type]
+    if kind is Decimal:
+        if value.is_finite() and 0 <= value < _MAX_AMOUNT and _places(value) <= max_places:  # type: ignore[union-attr,operator,arg-type]
+            return value  # type: ignore[return-value]
+    return None
+
+
+def _plain_money(value: object) -> Decimal | None:
+    """Money on the fast path: what _money returns for a plain non-negative amount (quantised to the cent), else None."""
+    number = _plain_number(value, 2)
+    return None if number is None else number.quantize(CENT)
+
+
+def _plain_optional_money(value: object) -> Any:
+    """None when absent (None or ""), the amount when plain, else _SLOW."""
+    if value is None or value == "":
+        return None
+    money = _plain_money(value)
+    return _SLOW if money is None else money
+
+
+def _plain_id(value: object) -> Any:
+    if value is None or value == "":
+        return None
+    kind = type(value)
+    if kind is int and value.bit_length() <= _MAX_PLAIN_ID_BITS:  # type: ignore[union-attr]
+        return str(value)
+    if kind is str and len(value) <= 64 and value.isascii() and value.isdigit():  # type: ignore[arg-type]
+        return str(int(value))  # type: ignore[arg-type]
+    return _SLOW
+
+
+def _plain_text(value: object) -> Any:
+    if value is None:
+        return ""
+    return value if type(value) is str else _SLOW
+
+
+def _plain_line_item(obj: dict[str, Any], document_index: int) -> LineItem | None:
+    """The line item exactly as the general path parses it, or None when any field is not of a plain shape."""
+    category = obj.get("category")
+    if type(category) is dict:
+        category = category.get("name")
+    category_name = _plain_text(category)
+    item_id = _plain_id(obj.get("id"))
+    menu_item_id = _plain_id(obj.get("menu_item_id"))
+    display_name = _plain_text(obj.get("display_name"))
+    description = _plain_text(obj.get("description"))
+    section = _plain_text(obj.get("section"))
+    if (category_name is _SLOW or item_id is _SLOW or menu_item_id is _SLOW or display_name is _SLOW
+            or description is _SLOW or section is _SLOW):
+        return None
+    quantity = _plain_number(obj.get("quantity"), _QUANTITY_PLACES)
+    price = _plain_money(obj.get("price"))
+    if quantity is None or price is None:
+        return None
+    total_price = _plain_optional_money(obj.get("total_price"))
+    discount = _plain_optional_money(obj.get("discount"))
+    if total_price is _SLOW or discount is _SLOW:
+        return None
+    return LineItem(
+        id=item_id,
+        document_index=document_index,
+        quantity=quantity,
+        price=price,
+        total_price=total_price,
+        discount=discount or _ZERO_CENTS,  # absent, or 0: Decimal("0.00") as _discount gives
+        display_name=display_name.strip(),
+        description=description,
+        category=category_name or None,
+        menu_item_id=menu_item_id,
+        section=section or None,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from types import MappingProxyType
@@ -125,6 +126,7 @@ class MappingFailure:
 MappingResult = RevelOrder | MappingFailure
 
 
+@functools.lru_cache(maxsize=4096)  # a 500-line event repeats its few item names (P3, docs/performance.md)
 def normalise_name(name: str) -> str:
     return " ".join(name.split()).casefold()
 

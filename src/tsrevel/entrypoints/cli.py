@@ -671,8 +671,9 @@ def check_mapping() -> None:
 @click.option("--from", "date_from", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day (UTC), YYYY-MM-DD.")
 @click.option("--to", "date_to", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day (UTC), included.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, allow_dash=True), help="Also write the report as JSON to FILE ('-' for stdout).")
-@click.option("--chunk-days", default=1, show_default=True, type=click.IntRange(1, 31), help="Days of Revel orders per request window.")
-def reconcile(date_from: datetime, date_to: datetime, json_file: str | None, chunk_days: int) -> None:
+@click.option("--chunk-days", default=None, type=click.IntRange(1, 31),
+              help="Days of Revel orders per request window (default: one listing over the whole range, paged by order).")
+def reconcile(date_from: datetime, date_to: datetime, json_file: str | None, chunk_days: int | None) -> None:
     """Compare the order ledger with Revel's tripleseat-* orders: missing, duplicate, orphan orders, final totals. Read-only.
 
     Exits 1 when any problem is found. Nothing is created, changed or voided: each problem is for a person to settle.

@@ -129,7 +129,22 @@ def legacy_lookup(gateway: OrderGateway, settings: Settings, mapping: MappingCon
     return with_legacy_lookup(gateway, LegacyReferences(settings.revel_legacy_local_ids), establishments=establishments)
 
 
-def make_mailer(settings: Settings) -> Mailer | None:
+async def sendgrid_client_resource(settings: Settings) -> AsyncIterator[httpx.AsyncClient | None]:
+    """One pooled AsyncClient for SendGrid's mail/send (every email over one kept-alive connection), or None without a key."""
+    if not settings.sendgrid_configured:
+        yield None
+        return
+    client = httpx.AsyncClient(
+        timeout=settings.sendgrid_timeout_s,  # connect and each read, as the library's urllib timeout
+        limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def make_mailer(settings: Settings, http: httpx.AsyncClient | None = None) -> Mailer | None:
     """SendGrid when a key is set; otherwise None, and emails are recorded in the outbox as unsent."""
     if not settings.sendgrid_configured:
         return None
@@ -141,7 +156,7 @@ def make_mailer(settings: Settings) -> Mailer | None:
     )
     return SendGridMailer(
         client, sender=settings.email_from, recipients=settings.email_to, timeout_s=settings.sendgrid_timeout_s,
-        deadline_s=settings.call_deadline_s,
+        deadline_s=settings.call_deadline_s, http=http,
     )
 
 
@@ -236,7 +251,8 @@ class Container(containers.DeclarativeContainer):
         http_client_resource, settings.provided.tripleseat_api_url, settings.provided.revel_timeout_s
     )
     revel = providers.Singleton(make_revel, settings, revel_client)
-    mailer = providers.Singleton(make_mailer, settings)
+    sendgrid_client = providers.Resource(sendgrid_client_resource, settings)
+    mailer = providers.Singleton(make_mailer, settings, sendgrid_client)
     events = providers.Singleton(make_event_source, settings, tripleseat_client, store, clock)
     # One registry per container (so per app): tests build many apps in one process.
     metrics = providers.Singleton(PrometheusMetrics)

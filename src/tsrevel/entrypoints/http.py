@@ -807,7 +807,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": 15,
-        "http": "h11",  # the parser whose header-size limit is set here (httptools would ignore it)
+        "loop": "auto",  # uvloop, installed by uvicorn[standard] (docs/performance.md, round 2)
+        "http": "h11",  # the parser whose header-size limit is set here (httptools would ignore it): kept over speed
         "limit_concurrency": settings.max_connections,  # over it: 503 at once, nothing read
         "timeout_keep_alive": settings.keep_alive_s,
         "h11_max_incomplete_event_size": settings.max_header_bytes,  # request line + headers

@@ -322,11 +322,15 @@ class ReconcileRun:
     report: ReconcileReport
 
 
-def reconcile_chunks(start: date, end: date, chunk_days: int) -> list[tuple[datetime, datetime]]:
-    """The Revel query windows: [start - margin, end + 1 day + margin) cut into chunks, each end inclusive to the second."""
+def reconcile_chunks(start: date, end: date, chunk_days: int | None = None) -> list[tuple[datetime, datetime]]:
+    """The Revel query windows: [start - margin, end + 1 day + margin) cut into chunks, each end inclusive to the second.
+
+    chunk_days None (the default) is one window over the whole range: the listing pages by order
+    (meta.next), so two years holding 100 orders cost one request per establishment and prefix (P8).
+    """
     lo = datetime.combine(start, time.min, UTC) - RECONCILE_MARGIN
     hi = datetime.combine(end + timedelta(days=1), time.min, UTC) + RECONCILE_MARGIN
-    step = timedelta(days=max(chunk_days, 1))
+    step = hi - lo if chunk_days is None else timedelta(days=max(chunk_days, 1))
     chunks = []
     cursor = lo
     while cursor < hi:
@@ -342,7 +346,7 @@ async def run_reconcile(
     start: date,
     end: date,
     *,
-    chunk_days: int = 1,
+    chunk_days: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ReconcileRun:
     """Read the ledger and Revel's tripleseat-* orders for the dates and compare them; writes nothing anywhere."""

@@ -217,6 +217,7 @@ class _Loopback:
         self._faults: deque[_Queued] = deque()
         self._stopping = threading.Event()
         self._connections: dict[socket.socket, threading.Thread] = {}
+        self.connections_accepted = 0  # TCP connections ever accepted (a pooled client keeps this at 1)
         self._resets: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -289,6 +290,7 @@ class _Loopback:
     def track(self, conn: socket.socket, thread: threading.Thread) -> None:
         with self.lock:
             self._connections[conn] = thread
+            self.connections_accepted += 1
 
     def untrack(self, conn: socket.socket) -> None:
         with self.lock:
@@ -673,6 +675,11 @@ class FakeSendGridServer:
         with self._http.lock:
             self._http.clear()
             self._mails.clear()
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted since start: one per email without a pool."""
+        return self._http.connections_accepted
 
     @property
     def mails(self) -> list[dict[str, Any]]:
