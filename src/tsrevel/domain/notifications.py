@@ -22,11 +22,23 @@ def replay_instructions(delivery_id: int) -> str:
 
 def order_created(delivery: Delivery, order: RevelOrder, ref: OrderRef, *, found: bool, to: Sequence[str]) -> EmailMessage:
     verb = "found (already in Revel)" if found else "created"
+    legacy = found and ref.local_id is not None and ref.local_id != order.local_id
+    elsewhere = (
+        f" in establishment {ref.establishment_id}, not {order.establishment_id} as the mapping file says: check it is this event's"
+        if ref.establishment_id is not None
+        else ""
+    )
+    how = (
+        f"\nIt was found under the legacy reference {ref.local_id!r} (REVEL_LEGACY_LOCAL_IDS){elsewhere}: the previous "
+        f"connector made it, and tsrevel did not create another.\n"
+        if legacy
+        else ""
+    )
     return EmailMessage(
         kind="order_created",
-        subject=f"[tsrevel] Revel order {verb} for TripleSeat event {order.event_id}",
+        subject=f"[tsrevel] Revel order {verb} for TripleSeat event {order.event_id}" + (" under its legacy reference" if legacy else ""),
         text=(
-            f"Revel order {ref.order_id} {verb} for TripleSeat event {order.event_id}.\n\n"
+            f"Revel order {ref.order_id} {verb} for TripleSeat event {order.event_id}.\n{how}\n"
             + _order_text(order)
             + f"\nRevel: {ref.resource_uri or '(no resource uri)'}\n"
             + _footer(delivery)

@@ -99,3 +99,5 @@ class OrderRef:
 
     order_id: int | None
     resource_uri: str | None = None
+    local_id: str | None = None  # set when the order was found under another reference (a legacy one)
+    establishment_id: int | None = None  # set when it was found in another establishment than the order's

@@ -690,7 +690,7 @@ class _Run:
         email = notifications.order_created(self.d, order, ref, found=found is not None, to=self.p.settings.email_to)
         ok = await store.complete_order(
             event_id=event.id, delivery_id=self.d.id, token=self.token, ref=ref, snapshot=snapshot,
-            now=self.p.clock.now(), note=f"{verb} Revel order {ref.order_id} ({order.local_id})", emails=[email],
+            now=self.p.clock.now(), note=f"{verb} Revel order {ref.order_id} ({ref.local_id or order.local_id})", emails=[email],
         )
         self.outcome = st.DONE if ok else "lease_lost"
         if ok:

@@ -34,11 +34,23 @@ class SafetyFlags:
     dry_run: bool = True
     allowed_locations: frozenset[str] = frozenset()
 
-    def location_allowed(self, location_id: str | None) -> bool:
-        """An empty allow-list admits every location; otherwise the id must be listed."""
+    def location_allowed(self, location_id: str | None, site_id: str | None = None) -> bool:
+        """An empty allow-list admits every location; otherwise the location id must be listed, or,
+        for an event that carries no location id, its site as ``site:<id>``."""
         if not self.allowed_locations:
             return True
-        return location_id is not None and location_id in self.allowed_locations
+        if location_id is not None:
+            return location_id in self.allowed_locations
+        return site_id is not None and f"{SITE_PREFIX}{site_id}" in self.allowed_locations
+
+
+SITE_PREFIX = "site:"
+
+
+def unknown_allowed_entries(allowed: frozenset[str], locations: frozenset[str], sites: frozenset[str]) -> list[str]:
+    """ALLOWED_LOCATIONS entries that name no location or site of the mapping file, sorted (warned at start)."""
+    known = set(locations) | {f"{SITE_PREFIX}{s}" for s in sites}
+    return sorted(set(allowed) - known)
 
 
 @attrs.frozen
@@ -104,11 +116,9 @@ def decide(envelope: WebhookEnvelope, flags: SafetyFlags, policy: OrderPolicy = 
     if not withdrawing and event.status not in policy.order_on_statuses:
         wanted = ", ".join(sorted(policy.order_on_statuses)) or "none"
         return Ignore(f"status {event.status or '(none)'} makes no order (ORDER_ON_STATUSES: {wanted})")
-    if not flags.location_allowed(event.location_id):
-        return Skip(
-            f"location {event.location_id or '(none)'} is not in ALLOWED_LOCATIONS "
-            f"({', '.join(sorted(flags.allowed_locations))})"
-        )
+    if not flags.location_allowed(event.location_id, event.site_id):
+        where = f"location {event.location_id}" if event.location_id else f"site {event.site_id or '(none)'} (no location id)"
+        return Skip(f"{where} is not in ALLOWED_LOCATIONS ({', '.join(sorted(flags.allowed_locations))})")
     if withdrawing:
         return Withdraw(f"event {event.id} {'deleted' if trigger in WITHDRAW_TRIGGERS else 'marked LOST'}")
     return Process(dry_run=flags.dry_run)

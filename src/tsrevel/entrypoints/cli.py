@@ -661,7 +661,8 @@ def reconcile(date_from: datetime, date_to: datetime, json_file: str | None, chu
             except OSError as exc:  # a one-line answer, not a traceback
                 _fail(f"--json {json_file}: cannot write the report ({exc.strerror or exc})", 2)
         click.echo(f"Reconcile {start} .. {end}: {report.ledger_checked} ledger row(s), {report.orders_checked} Revel order(s) "
-                   f"in establishment(s) {', '.join(map(str, run.establishments)) or '(none)'}")
+                   f"in establishment(s) {', '.join(map(str, run.establishments)) or '(none)'}"
+                   + (f"; {report.legacy_orders} under a legacy reference (REVEL_LEGACY_LOCAL_IDS)" if report.legacy_orders else ""))
         rows = (
             [["duplicate", d.reference, ", ".join(map(str, d.order_ids)), d.entry.revel_order_id if d.entry else "-"] for d in report.duplicates]
             + [["missing", m.reference, "-", m.entry.revel_order_id] for m in report.missing]
@@ -670,6 +671,21 @@ def reconcile(date_from: datetime, date_to: datetime, json_file: str | None, chu
         echo_table(["PROBLEM", "REFERENCE", "REVEL ORDER(S)", "LEDGER'S REVEL ID"], rows, empty=f"{mark(True)} ledger and Revel agree")
     if not report.ok:
         _fail(f"{len(report.problems())} problem(s); nothing was changed", 1)
+
+
+@main.command("import-legacy")
+@click.option("--locations", "locations_path", required=True, type=click.Path(dir_okay=False),
+              help="The previous connector's config/locations.json.")
+@click.option("--env", "env_path", type=click.Path(dir_okay=False), help="The previous connector's .env (secrets are read, never printed).")
+@click.option("--out", default="mapping.toml", show_default=True, type=click.Path(dir_okay=False), help="The mapping file to write (never overwritten).")
+def import_legacy(locations_path: str, env_path: str | None, out: str) -> None:
+    """Convert the previous connector's locations.json and .env into a mapping file and the variables to set.
+
+    Writes only --out; prints the variables, which secrets to copy (by name), and every value it could not carry over.
+    """
+    from tsrevel.entrypoints.legacy_import import run_import
+
+    sys.exit(run_import(locations_path, env_path, out, echo=click.echo))
 
 
 # ---- checks against a running service, and rehearsals ------------------------------------------------

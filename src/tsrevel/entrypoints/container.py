@@ -12,6 +12,8 @@ from dependency_injector import containers, providers
 from tsrevel.adapters.mapping_toml import TomlMappingFile, load_mapping_file
 from tsrevel.adapters.system import SystemClock, UnconfiguredRevel
 from tsrevel.domain.errors import StoreUnavailable
+from tsrevel.domain.legacy import LegacyReferences, with_legacy_lookup
+from tsrevel.domain.mapping import MappingConfig
 from tsrevel.domain.ports import Clock, EventSource, Mailer, OrderGateway, Store
 from tsrevel.domain.processing import CRASH_POINTS, ProcessingSettings, Processor, no_crash
 from tsrevel.domain.retry import RetryPolicy
@@ -119,6 +121,12 @@ def make_revel(settings: Settings, client: httpx.AsyncClient | None) -> OrderGat
         min_interval_s=settings.revel_min_interval_s,
         deadline_s=settings.call_deadline_s,
     )
+
+
+def legacy_lookup(gateway: OrderGateway, settings: Settings, mapping: MappingConfig) -> OrderGateway:
+    """The find-before-create lookup also tries REVEL_LEGACY_LOCAL_IDS, in every mapped establishment (docs/migrating.md)."""
+    establishments = {v.revel_establishment for v in (*mapping.locations.values(), *mapping.sites.values())}
+    return with_legacy_lookup(gateway, LegacyReferences(settings.revel_legacy_local_ids), establishments=establishments)
 
 
 def make_mailer(settings: Settings) -> Mailer | None:
@@ -233,7 +241,8 @@ class Container(containers.DeclarativeContainer):
     processor = providers.Singleton(
         Processor,
         store=store,
-        revel=providers.Singleton(metered_revel, revel, metrics),
+        # Legacy lookup outside the meter: each Revel call it makes is timed and counted on its own.
+        revel=providers.Singleton(legacy_lookup, providers.Singleton(metered_revel, revel, metrics), settings, mapping),
         mapping=mapping,
         boot_flags=providers.Callable(boot_flags, settings),
         settings=providers.Callable(processing_settings, settings),

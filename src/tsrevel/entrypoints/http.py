@@ -35,10 +35,11 @@ from tsrevel.domain.errors import (
     SignatureError,
     StoreUnavailable,
 )
-from tsrevel.domain.mapping import MappingFailure
+from tsrevel.domain.mapping import MappingConfig, MappingFailure
 from tsrevel.domain.orders import RevelOrder
 from tsrevel.domain.ports import ACK_SECONDS, Store
 from tsrevel.domain.processing import MappingStatus, Processor
+from tsrevel.domain.safety import unknown_allowed_entries
 from tsrevel.entrypoints.console_views import readiness_problems
 from tsrevel.entrypoints.container import Container, database_location
 from tsrevel.entrypoints.logs import configure_logging
@@ -502,6 +503,13 @@ def log_settings(settings: Settings) -> None:
         log.warning("TRIPLESEAT_SIGNING_SECRET is unset: webhook signatures are NOT checked")
 
 
+def warn_unknown_allowed_locations(allowed: frozenset[str], mapping: MappingConfig) -> None:
+    """One warning naming the ALLOWED_LOCATIONS entries that match no location or site of the mapping file."""
+    unknown = unknown_allowed_entries(allowed, frozenset(mapping.locations), frozenset(mapping.sites))
+    if unknown:
+        log.warning("ALLOWED_LOCATIONS names entries the mapping file does not have (no event can match them): %s", ", ".join(unknown))
+
+
 def create_app(container: Container, *, run_worker: bool = True, configure_logs: bool = True) -> Litestar:
     """Build the HTTP app around a container; resources open in the lifespan, not here."""
     settings: Settings = container.settings()
@@ -518,6 +526,7 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
             processor = await _resolve(container.processor())
             runtime.processor = processor
             _reload_mapping_on_sighup(processor)
+            warn_unknown_allowed_locations(settings.allowed_locations, processor.mapping)
             if run_worker:
                 runtime.worker = Worker(
                     processor, loops=settings.workers, poll_interval_s=settings.poll_interval_s, wake=await _resolve(container.wake())

@@ -25,8 +25,9 @@ from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable
 from tsrevel.domain.ids import ORDER_REFERENCE_PREFIX
 from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig, ProductMap, Venue
 from tsrevel.domain.ports import AuditEntry, FlagOverrides
+from tsrevel.domain.legacy import LegacyReferences
 from tsrevel.domain.processing import MAPPING_RELOAD_VALUE, Processor
-from tsrevel.domain.reconcile import ReconcileReport, reconcile
+from tsrevel.domain.reconcile import ReconcileReport, canonical_reference, reconcile
 from tsrevel.domain.safety import SafetyFlags
 from tsrevel.entrypoints.container import Container, build_container, database_location, probe_database
 from tsrevel.entrypoints.settings import Settings
@@ -302,19 +303,24 @@ async def run_reconcile(
     chunks = reconcile_chunks(start, end, chunk_days)
     total = len(chunks) * len(establishments)
     done = 0
+    # The previous connector's references (REVEL_LEGACY_LOCAL_IDS) are listed too: they count as ours.
+    legacy = LegacyReferences(session.settings.revel_legacy_local_ids)
+    prefixes = (ORDER_REFERENCE_PREFIX, *legacy.prefixes())
+    total *= len(prefixes)
     orders: list[tuple[int, str]] = []
     for est_id in establishments:
-        for chunk_from, chunk_to in chunks:
-            orders += await revel.list_orders_by_reference_prefix(est_id, ORDER_REFERENCE_PREFIX, chunk_from, chunk_to)
-            done += 1
-            if on_progress is not None:
-                on_progress(done, total)
+        for prefix in prefixes:
+            for chunk_from, chunk_to in chunks:
+                orders += await revel.list_orders_by_reference_prefix(est_id, prefix, chunk_from, chunk_to)
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, total)
     # The widened Revel window can list orders of events ordered just outside the dates: compare
     # those with their ledger rows too, so they are neither orphans nor silently ignored.
-    listed = {local_id for _, local_id in orders}
+    listed = {canonical_reference(local_id, legacy) for _, local_id in orders}
     compared = {e.reference: e for e in in_window}
     compared.update({e.reference: e for e in ledger if e.reference in listed})
-    report = reconcile(list(compared.values()), orders)
+    report = reconcile(list(compared.values()), orders, legacy=legacy)
     return ReconcileRun(start=start, end=end, establishments=tuple(establishments), report=report)
 
 
@@ -338,8 +344,12 @@ def report_json(run: ReconcileRun) -> dict[str, Any]:
         "ok": r.ok,
         "ledger_checked": r.ledger_checked,
         "orders_checked": r.orders_checked,
+        "legacy_orders": r.legacy_orders,
         "missing": [{"reference": m.reference, "ledger": entry(m.entry)} for m in r.missing],
-        "duplicates": [{"reference": d.reference, "order_ids": list(d.order_ids), "ledger": entry(d.entry)} for d in r.duplicates],
+        "duplicates": [
+            {"reference": d.reference, "order_ids": list(d.order_ids), "local_ids": list(d.local_ids), "ledger": entry(d.entry)}
+            for d in r.duplicates
+        ],
         "orphans": [{"reference": o.reference, "order_id": o.order_id} for o in r.orphans],
         "problems": r.problems(),
     }

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import attrs
 
 from tsrevel.domain.errors import ConfigError
+from tsrevel.domain.legacy import LegacyReferences
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -71,6 +72,8 @@ class Settings:
     console_idle_min: int = 30  # TSREVEL_CONSOLE_IDLE_MIN: a console session ends after this many idle minutes
     sqlite_synchronous: str = "full"  # TSREVEL_SQLITE_SYNCHRONOUS: "normal" trades power-loss durability for speed
     call_deadline_s: float = 30.0  # TSREVEL_CALL_DEADLINE_S: the whole of one outside call; below TSREVEL_LEASE_S
+    # Switch-over from the previous connector (docs/migrating.md)
+    revel_legacy_local_ids: tuple[str, ...] = ()
     crash_at: str | None = None  # test-only seam (TSREVEL_TEST_CRASH_AT), see docs/reliability.md
 
     @property
@@ -92,7 +95,7 @@ class Settings:
         settings = cls(
             enable_connector=r.boolean("ENABLE_CONNECTOR", True),
             dry_run=r.boolean("DRY_RUN", True),
-            allowed_locations=frozenset(r.id_list("ALLOWED_LOCATIONS")),
+            allowed_locations=frozenset(r.location_list("ALLOWED_LOCATIONS")),
             database_url=r.database_url("TSREVEL_DATABASE_URL", "sqlite:///./var/tsrevel.db"),
             mapping_file=r.text("TSREVEL_MAPPING_FILE") or "./examples/mapping.toml",
             admin_token=r.secret("TSREVEL_ADMIN_TOKEN", min_length=16),
@@ -130,6 +133,7 @@ class Settings:
             call_deadline_s=r.number(
                 "TSREVEL_CALL_DEADLINE_S", min(30.0, r.number("TSREVEL_LEASE_S", 60.0, minimum=1.0) / 2), minimum=0.1
             ),
+            revel_legacy_local_ids=LegacyReferences.parse(r.raw("REVEL_LEGACY_LOCAL_IDS")).templates,
             crash_at=r.text("TSREVEL_TEST_CRASH_AT"),
         )
         settings.check()
@@ -249,11 +253,26 @@ class _Reader:
     def id_list(self, name: str, default: str = "") -> list[str]:
         value = self.raw(name)
         value = default if value is None else value
-        items = [part.strip() for part in value.split(",") if part.strip()]
+        return self._ids(name, [part.strip() for part in value.split(",") if part.strip()])
+
+    def _ids(self, name: str, items: list[str]) -> list[str]:
         for item in items:
             if not _ID.match(item):
                 raise ConfigError(f"{name}: {item!r} is not an id (comma-separated ids expected)")
         return [str(int(i)) if i.isdigit() else i for i in items]
+
+    def location_list(self, name: str) -> list[str]:
+        """Location ids and ``site:<id>`` entries (ALLOWED_LOCATIONS); ``site:`` is kept as the entry's prefix."""
+        entries = []
+        for part in (self.raw(name) or "").split(","):
+            kind, sep, rest = part.strip().partition(":")
+            if not sep:
+                entries += self._ids(name, [kind]) if kind else []
+            elif kind.strip().lower() == "site" and rest.strip():
+                entries += [f"site:{i}" for i in self._ids(name, [rest.strip()])]
+            else:
+                raise ConfigError(f"{name}: {part.strip()!r} is neither a location id nor site:<id>")
+        return entries
 
     def email(self, name: str) -> str | None:
         value = self.raw(name)
