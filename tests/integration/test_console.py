@@ -228,6 +228,14 @@ class TestActionsAreAudited:
         assert act(app, "/console/flags", change="dry-run-off", reason="live again") == ("ok", "Connector: ON, Dry run: OFF.")
         assert [r[2:] for r in audit_rows(app)] == [("dry_run=True", "rehearse"), ("dry_run=False", "live again")]
 
+    def test_going_live_on_an_unsigned_service_is_refused_with_the_reason_and_changes_nothing(self, app_factory):
+        app = app_factory(signing_secret=None, dry_run=True)
+        sign_in(app)
+        kind, text = act(app, "/console/flags", change="dry-run-off", reason="go live")
+        assert kind == "error" and text.startswith("Refused:") and "TRIPLESEAT_SIGNING_SECRET" in text
+        assert "Dry run: ON" in app.client.get("/console").text
+        assert [r for r in audit_rows(app) if r[2].startswith("dry_run")] == []
+
     def test_replay_and_discard_of_held_deliveries_and_replay_all(self, app_factory):
         app = app_factory(enable_connector=False)
         ids = [post_webhook(app, definite()) for _ in range(3)]
