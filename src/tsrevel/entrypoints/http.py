@@ -49,7 +49,7 @@ from tsrevel.domain.processing import MappingStatus, Processor
 from tsrevel.domain.safety import unknown_allowed_entries
 from tsrevel.entrypoints.body_limits import RETRY_AFTER_S, BodiesInFlightFull, BodyBudget, BodyGuard, BodyTimeout
 from tsrevel.entrypoints.console_views import readiness_problems
-from tsrevel.entrypoints.container import Container, database_location
+from tsrevel.entrypoints.container import Container, database_location, opened, resolve
 from tsrevel.entrypoints.logs import configure_logging
 from tsrevel.entrypoints.operator import mapped_order
 from tsrevel.entrypoints.settings import SECRET_FIELDS, Settings
@@ -718,25 +718,28 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
             secrets = [getattr(settings, f) for f in SECRET_FIELDS]
             configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=secrets)
         log_settings(settings)
-        await container.init_resources()
+        started = False
         try:
-            processor = await _resolve(container.processor())
-            runtime.processor = processor
-            _reload_mapping_on_sighup(processor)
-            warn_unknown_allowed_locations(settings.allowed_locations, processor.mapping)
-            if run_worker:
-                runtime.worker = Worker(
-                    processor, loops=settings.workers, poll_interval_s=settings.poll_interval_s, wake=await _resolve(container.wake()),
-                    **catch_up_options(processor, settings),
-                )
-                runtime.worker.start()
-            log.info("tsrevel %s ready", __version__)
-            yield
+            async with opened(container) as processor:
+                started = True
+                try:
+                    runtime.processor = processor
+                    _reload_mapping_on_sighup(processor)
+                    warn_unknown_allowed_locations(settings.allowed_locations, processor.mapping)
+                    if run_worker:
+                        runtime.worker = Worker(
+                            processor, loops=settings.workers, poll_interval_s=settings.poll_interval_s, wake=await resolve(container.wake()),
+                            **catch_up_options(processor, settings),
+                        )
+                        runtime.worker.start()
+                    log.info("tsrevel %s ready", __version__)
+                    yield
+                finally:
+                    if runtime.worker is not None:
+                        await runtime.worker.stop()
         finally:
-            if runtime.worker is not None:
-                await runtime.worker.stop()
-            await _resolve(container.shutdown_resources())
-            log.info("tsrevel stopped")
+            if started:  # resources were opened, and are closed now
+                log.info("tsrevel stopped")
 
     admin = Router(
         path="/",
@@ -802,10 +805,3 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout_keep_alive": settings.keep_alive_s,
         "h11_max_incomplete_event_size": settings.max_header_bytes,  # request line + headers
     }
-
-
-async def _resolve(value: Any) -> Any:
-    """dependency-injector answers an awaitable once async resources are involved; accept both."""
-    import inspect
-
-    return await value if inspect.isawaitable(value) else value

@@ -7,7 +7,6 @@ it. Formatting is the CLI's job; this module returns records.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -30,7 +29,7 @@ from tsrevel.domain.ports import AuditEntry, FlagOverrides, ProductCatalog
 from tsrevel.domain.processing import MAPPING_RELOAD_VALUE, Processor
 from tsrevel.domain.reconcile import ReconcileReport, canonical_reference, reconcile
 from tsrevel.domain.safety import SafetyFlags
-from tsrevel.entrypoints.container import Container, build_container, database_location, probe_database
+from tsrevel.entrypoints.container import Container, build_container, database_location, opened, probe_database, resolve
 from tsrevel.entrypoints.settings import Settings
 
 UTC = timezone.utc
@@ -106,16 +105,8 @@ async def open_session(
             raise
         problem = str(exc)
         container.mapping.override(providers.Object(MappingConfig()))
-    await _resolve(container.init_resources())
-    try:
-        processor = await _resolve(container.processor())
+    async with opened(container) as processor:
         yield Session(container=container, processor=processor, settings=settings, mapping_problem=problem)
-    finally:
-        await _resolve(container.shutdown_resources())
-
-
-async def _resolve(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
 
 
 # ---- one delivery's mapped order (deliveries show, /admin/deliveries/{id}) --------------------------
@@ -250,7 +241,7 @@ class RevelLister(Protocol):
 
 async def revel_lister(session: Session) -> RevelLister:
     """The service's own Revel adapter (with its key, timeouts and pacing), for the listing calls."""
-    gateway = await _resolve(session.container.revel())
+    gateway = await resolve(session.container.revel())
     if not all(hasattr(gateway, name) for name in ("list_establishments", "list_products", "list_orders_by_reference_prefix")):
         raise OperatorError("this needs Revel: set REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET (the service's values)")
     return gateway  # type: ignore[no-any-return]
@@ -258,7 +249,7 @@ async def revel_lister(session: Session) -> RevelLister:
 
 async def product_catalog(session: Session) -> ProductCatalog:
     """The service's own Revel adapter as a product list (for `tsrevel mapping suggest`)."""
-    gateway = await _resolve(session.container.revel())
+    gateway = await resolve(session.container.revel())
     if not hasattr(gateway, "list_products"):
         raise OperatorError("this needs Revel: set REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET (the service's values)")
     return gateway  # type: ignore[no-any-return]
