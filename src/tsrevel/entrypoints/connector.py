@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -275,12 +275,7 @@ class Connector:
             header_names=tuple(sorted(given)),
         )
         if intake.status == "accepted":
-            now = processor.clock.now()
-            claimed = await processor.store.claim_delivery(
-                now=now, lease_until=now + timedelta(seconds=processor.settings.lease_s), delivery_id=intake.delivery_id
-            )
-            if claimed is not None:
-                await processor.process_claimed(claimed)
+            await processor.process_now(intake.delivery_id)
         deadline = time.monotonic() + wait_s
         outcome = await self.outcome(intake.delivery_id, status=intake.status)
         # Someone else holds it (our worker, or another process on the same database): wait, bounded.
@@ -312,12 +307,11 @@ class Connector:
 
     async def outcome(self, delivery_id: int, *, status: str | None = None) -> Outcome:
         """Where a delivery stands now (after a retry, a replay, or the worker's work)."""
-        processor = await self._ready()
-        store = processor.store
-        delivery = await store.get_delivery(delivery_id)
-        entry = await store.get_order(delivery.event_id) if delivery.event_id else None
+        from tsrevel.entrypoints.views import delivery_record
+
+        record = await delivery_record(await self._ready(), delivery_id)
+        delivery, entry, emails = record.delivery, record.order, record.emails
         created = entry is not None and entry.state == st.LEDGER_CREATED
-        emails = await store.list_emails(delivery_id=delivery_id)
         return Outcome(
             status=status or ("rejected" if delivery.state == st.REJECTED else "accepted"),
             delivery_id=delivery.id,

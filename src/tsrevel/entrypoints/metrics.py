@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from tsrevel.domain.catchup import PollReport, last_poll
+from tsrevel.domain.catchup import PollReport
 from tsrevel.domain.deliveries import STATES
 from tsrevel.domain.ports import (
     ACK_SECONDS,
@@ -26,6 +26,7 @@ from tsrevel.domain.ports import (
 )
 from tsrevel.domain.processing import Processor
 from tsrevel.domain.safety import SafetyFlags
+from tsrevel.entrypoints.views import status_of
 
 log = logging.getLogger("tsrevel.metrics")
 
@@ -122,12 +123,8 @@ class PrometheusMetrics:
 async def render_metrics(processor: Processor) -> str:
     """The Prometheus text for GET /metrics: the processor's own registry with the store's gauges refreshed."""
     metrics = processor.metrics if isinstance(processor.metrics, PrometheusMetrics) else PrometheusMetrics()
-    counts = await processor.store.count_by_state()
-    flags = await processor.flags()
-    oldest = await processor.store.oldest_pending()
-    age = (processor.clock.now() - oldest).total_seconds() if oldest else 0.0
-    poll = await last_poll(processor)
+    status = await status_of(processor)
     # No await between setting the gauges and rendering them: concurrent scrapes cannot interleave.
-    metrics.set_store_state(counts, flags, max(age, 0.0))
-    metrics.set_last_poll(poll)
+    metrics.set_store_state(status.counts, status.flags, max(status.oldest_pending_age_s or 0.0, 0.0))
+    metrics.set_last_poll(status.last_poll)
     return metrics.render()

@@ -19,18 +19,17 @@ import attrs
 from dependency_injector import providers
 
 from tsrevel.domain import deliveries as st
-from tsrevel.domain.catchup import PollReport, last_poll
 from tsrevel.domain.deliveries import Delivery, LedgerEntry
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable, TsrevelError
 from tsrevel.domain.ids import ORDER_REFERENCE_PREFIX
 from tsrevel.domain.legacy import LegacyReferences
 from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig, ProductMap, Venue
-from tsrevel.domain.ports import AuditEntry, FlagOverrides, ProductCatalog
-from tsrevel.domain.processing import MAPPING_RELOAD_VALUE, Processor
+from tsrevel.domain.ports import ProductCatalog
+from tsrevel.domain.processing import Processor
 from tsrevel.domain.reconcile import ReconcileReport, canonical_reference, reconcile
-from tsrevel.domain.safety import SafetyFlags
 from tsrevel.entrypoints.container import Container, build_container, database_location, opened, probe_database, resolve
 from tsrevel.entrypoints.settings import Settings
+from tsrevel.entrypoints.views import Status, status_of  # noqa: F401 - re-exported (the console reads them here)
 
 UTC = timezone.utc
 EVERYTHING = 1_000_000  # "no limit" for store listings an operator asks to see in full
@@ -154,50 +153,8 @@ def order_summary(order: dict[str, Any]) -> list[str]:
 # ---- status -----------------------------------------------------------------------------------
 
 
-@attrs.frozen(kw_only=True)
-class Status:
-    flags: SafetyFlags
-    overrides: FlagOverrides
-    counts: dict[str, int]
-    oldest_pending_age_s: float | None
-    last_order: LedgerEntry | None
-    last_action: AuditEntry | None
-    last_poll: PollReport | None = None  # the last catch-up poll (any replica)
-    mapping_reload: dict[str, Any] | None = None  # the last `mapping reload` recorded in the store
-
-    def source(self, flag: str) -> str:
-        """Where a flag's value comes from: 'runtime override' or 'environment'."""
-        return "runtime override" if getattr(self.overrides, flag) is not None else "environment"
-
-
 async def read_status(session: Session) -> Status:
     return await status_of(session.processor)
-
-
-async def status_of(processor: Processor) -> Status:
-    """The status read the CLI's `status` and the console's overview show."""
-    store = processor.store
-    oldest = await store.oldest_pending()
-    orders = await store.list_orders(limit=1)
-    audit = await store.list_audit(limit=1)
-    return Status(
-        flags=await processor.flags(),
-        overrides=await store.get_flags(),
-        counts=await store.count_by_state(),
-        oldest_pending_age_s=(processor.clock.now() - oldest).total_seconds() if oldest else None,
-        last_order=orders[0] if orders else None,
-        last_action=audit[0] if audit else None,
-        last_poll=await last_poll(processor),
-        mapping_reload=_json_object(await store.get_value(MAPPING_RELOAD_VALUE)),
-    )
-
-
-def _json_object(raw: str | None) -> dict[str, Any] | None:
-    try:
-        value = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 # ---- replay and its progress ------------------------------------------------------------------------
