@@ -26,8 +26,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import attrs
@@ -391,6 +390,37 @@ class _Loopback:
             h.close_connection = True  # the client gave up (its timeout) before we answered
 
 
+
+# ---- what every fake server shares: the loopback core, reached by composition ---------------------
+
+S = TypeVar("S", bound="_HasCore")
+
+
+class _HasCore(Protocol):
+    _http: _Loopback
+
+
+class _Core:
+    """A member of the server's loopback core (its ``_http``), offered as the server's own."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __get__(self, server: _HasCore | None, owner: type | None = None) -> Any:
+        return self if server is None else getattr(server._http, self._name)
+
+
+def _started(server: S) -> S:
+    """Start the server's loopback core (once) and answer the server: ``start()`` and ``with``."""
+    server._http.start()
+    return server
+
+
+def _stopped(server: _HasCore, *exc_info: object) -> None:
+    """Stop the server's loopback core: ``stop()`` and the end of ``with``."""
+    server._http.stop()
+
+
 # ---- Tastypie-style lists ----------------------------------------------------------------------
 
 MAX_LIMIT = 1000
@@ -467,35 +497,10 @@ class FakeRevelServer:
         self._orders: list[dict[str, Any]] = []
         self._http = _Loopback(self._route)
 
-    # lifecycle and recordings (delegated)
-
-    def start(self) -> FakeRevelServer:
-        self._http.start()
-        return self
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> FakeRevelServer:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self._http.requests
-
-    def script(self, *faults: ServerFault) -> None:
-        self._http.script(*faults)
-
-    @property
-    def pending_faults(self) -> list[ServerFault]:
-        return self._http.pending_faults
+    # lifecycle and recordings: the loopback core's (every fake server holds one, by composition)
+    start = __enter__ = _started
+    stop = __exit__ = _stopped
+    url, requests, script, pending_faults = _Core("url"), _Core("requests"), _Core("script"), _Core("pending_faults")
 
     def clear(self) -> None:
         """Forget requests, faults and orders; keys, establishments and products stay."""
@@ -640,33 +645,10 @@ class FakeSendGridServer:
         self._ids = itertools.count(1)
         self._http = _Loopback(self._route)
 
-    def start(self) -> FakeSendGridServer:
-        self._http.start()
-        return self
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> FakeSendGridServer:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self._http.requests
-
-    def script(self, *faults: ServerFault) -> None:
-        self._http.script(*faults)
-
-    @property
-    def pending_faults(self) -> list[ServerFault]:
-        return self._http.pending_faults
+    # lifecycle and recordings: the loopback core's (every fake server holds one, by composition)
+    start = __enter__ = _started
+    stop = __exit__ = _stopped
+    url, requests, script, pending_faults = _Core("url"), _Core("requests"), _Core("script"), _Core("pending_faults")
 
     def clear(self) -> None:
         """Forget requests, faults and mails; the key stays."""
@@ -737,33 +719,10 @@ class FakeTripleSeatServer:
         self._ids = itertools.count(1)
         self._http = _Loopback(self._route)
 
-    def start(self) -> FakeTripleSeatServer:
-        self._http.start()
-        return self
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> FakeTripleSeatServer:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self._http.requests
-
-    def script(self, *faults: ServerFault) -> None:
-        self._http.script(*faults)
-
-    @property
-    def pending_faults(self) -> list[ServerFault]:
-        return self._http.pending_faults
+    # lifecycle and recordings: the loopback core's (every fake server holds one, by composition)
+    start = __enter__ = _started
+    stop = __exit__ = _stopped
+    url, requests, script, pending_faults = _Core("url"), _Core("requests"), _Core("script"), _Core("pending_faults")
 
     def clear(self) -> None:
         """Forget requests, faults and issued tokens; credentials and events stay."""
