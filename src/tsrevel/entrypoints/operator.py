@@ -7,7 +7,6 @@ it. Formatting is the CLI's job; this module returns records.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -29,7 +28,7 @@ from tsrevel.domain.processing import Processor
 from tsrevel.domain.reconcile import ReconcileReport, canonical_reference, reconcile
 from tsrevel.entrypoints.container import Container, build_container, database_location, opened, probe_database, resolve
 from tsrevel.entrypoints.settings import Settings
-from tsrevel.entrypoints.views import Status, status_of  # noqa: F401 - re-exported (the console reads them here)
+from tsrevel.entrypoints.views import Status, json_object, status_of  # noqa: F401 - Status, status_of re-exported
 
 UTC = timezone.utc
 EVERYTHING = 1_000_000  # "no limit" for store listings an operator asks to see in full
@@ -119,11 +118,7 @@ def mapped_order(delivery: Delivery, entry: LedgerEntry | None) -> dict[str, Any
 
 
 def _snapshot(text: str | None) -> dict[str, Any] | None:
-    try:
-        data = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
+    return json_object(text)
 
 
 def order_summary(order: dict[str, Any]) -> list[str]:

@@ -100,11 +100,12 @@ async def status_of(processor: Processor) -> Status:
         last_order=orders[0] if orders else None,
         last_action=audit[0] if audit else None,
         last_poll=await last_poll(processor),
-        mapping_reload=_json_object(await store.get_value(MAPPING_RELOAD_VALUE)),
+        mapping_reload=json_object(await store.get_value(MAPPING_RELOAD_VALUE)),
     )
 
 
-def _json_object(raw: str | None) -> dict[str, Any] | None:
+def json_object(raw: str | None) -> dict[str, Any] | None:
+    """A stored JSON text as a dict; None when it is empty, not JSON, or not an object."""
     try:
         value = json.loads(raw) if raw else None
     except ValueError:

@@ -497,11 +497,6 @@ class FakeRevelServer:
         self._orders: list[dict[str, Any]] = []
         self._http = _Loopback(self._route)
 
-    # lifecycle and recordings: the loopback core's (every fake server holds one, by composition)
-    start = __enter__ = _started
-    stop = __exit__ = _stopped
-    url, requests, script, pending_faults = _Core("url"), _Core("requests"), _Core("script"), _Core("pending_faults")
-
     def clear(self) -> None:
         """Forget requests, faults and orders; keys, establishments and products stay."""
         with self._http.lock:
@@ -632,6 +627,11 @@ class FakeRevelServer:
         answer = {k: v for k, v in order.items() if k not in _NOT_LISTED}
         return Reply.json(201, answer, location)
 
+    # lifecycle and recordings: the loopback core's (every fake server holds one, by composition)
+    start = __enter__ = _started
+    stop = __exit__ = _stopped
+    url, requests, script, pending_faults = _Core("url"), _Core("requests"), _Core("script"), _Core("pending_faults")
+
 
 # ---- SendGrid ----------------------------------------------------------------------------------
 
@@ -644,11 +644,6 @@ class FakeSendGridServer:
         self._mails: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._http = _Loopback(self._route)
-
-    # lifecycle and recordings: the loopback core's (every fake server holds one, by composition)
-    start = __enter__ = _started
-    stop = __exit__ = _stopped
-    url, requests, script, pending_faults = _Core("url"), _Core("requests"), _Core("script"), _Core("pending_faults")
 
     def clear(self) -> None:
         """Forget requests, faults and mails; the key stays."""
@@ -673,6 +668,11 @@ class FakeSendGridServer:
             return Reply.json(400, {"errors": [{"message": "personalizations and from are required", "field": None, "help": None}]})
         self._mails.append(dict(mail))
         return Reply(202, b"", (("X-Message-Id", f"fake-{next(self._ids)}"),))
+
+    # lifecycle and recordings: the loopback core's (every fake server holds one, by composition)
+    start = __enter__ = _started
+    stop = __exit__ = _stopped
+    url, requests, script, pending_faults = _Core("url"), _Core("requests"), _Core("script"), _Core("pending_faults")
 
 
 # ---- TripleSeat --------------------------------------------------------------------------------
@@ -718,11 +718,6 @@ class FakeTripleSeatServer:
         self._issued: list[str] = []
         self._ids = itertools.count(1)
         self._http = _Loopback(self._route)
-
-    # lifecycle and recordings: the loopback core's (every fake server holds one, by composition)
-    start = __enter__ = _started
-    stop = __exit__ = _stopped
-    url, requests, script, pending_faults = _Core("url"), _Core("requests"), _Core("script"), _Core("pending_faults")
 
     def clear(self) -> None:
         """Forget requests, faults and issued tokens; credentials and events stay."""
@@ -808,6 +803,11 @@ class FakeTripleSeatServer:
                 "created_at": int(time.time()),
             },
         )
+
+    # lifecycle and recordings: the loopback core's (every fake server holds one, by composition)
+    start = __enter__ = _started
+    stop = __exit__ = _stopped
+    url, requests, script, pending_faults = _Core("url"), _Core("requests"), _Core("script"), _Core("pending_faults")
 
 
 def _us_date(text: str | None) -> date | None:
