@@ -14,7 +14,7 @@ are in ``tsrevel.testing``.
 
 import logging
 
-from tsrevel.connector import Connector, Outcome
+from tsrevel.entrypoints.connector import Connector, Outcome
 from tsrevel.domain.errors import ConfigError, GatewayError, PayloadError, SignatureError, TsrevelError
 from tsrevel.domain.events import TripleSeatEvent, WebhookEnvelope
 from tsrevel.domain.mapping import MappingConfig, MappingFailure

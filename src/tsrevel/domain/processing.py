@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import random
@@ -209,30 +208,27 @@ class Processor:
         self.verify(body, signature)
         return await self._store(body, correlation_id=correlation_id, header_names=header_names, wake=True)
 
-    async def run_now(self, body: bytes, *, correlation_id: str, wait_s: float = 15.0) -> Trace:
+    async def run_now(self, body: bytes, *, correlation_id: str) -> IntakeResult:
         """Store a payload and process it at once (every flag honoured): the /test/webhook use case.
 
         An invalid payload raises PayloadError and is not stored. A payload already delivered
-        answers with the existing delivery's trace: nothing is done twice.
+        answers with the existing delivery's intake: nothing is done twice. The entrypoint reads
+        the trace (``entrypoints/views.py: settled_trace``), waiting for a worker that claimed it first.
         """
         WebhookEnvelope.from_json_bytes(body)
         intake = await self._store(body, correlation_id=correlation_id, header_names=(), wake=False)
         if intake.status == "accepted":
-            now = self.clock.now()
-            claimed = await self.store.claim_delivery(
-                now=now, lease_until=now + timedelta(seconds=self.settings.lease_s), delivery_id=intake.delivery_id
-            )
-            if claimed is not None:
-                await self.process_claimed(claimed)
-        delivery = await self.store.get_delivery(intake.delivery_id)
-        deadline = self.clock.now() + timedelta(seconds=wait_s)
-        while delivery.state in st.PENDING_STATES and delivery.state != st.RETRYING and self.clock.now() < deadline:
-            # A worker loop claimed it first: wait (bounded) for it to settle.
-            await asyncio.sleep(0.05)
-            delivery = await self.store.get_delivery(intake.delivery_id)
-        order = await self.store.get_order(delivery.event_id) if delivery.event_id else None
-        emails = await self.store.list_emails(delivery_id=delivery.id)
-        return Trace(intake=intake, delivery=delivery, order=order, emails=tuple(e.message for e in emails))
+            await self.process_now(intake.delivery_id)
+        return intake
+
+    async def process_now(self, delivery_id: int) -> None:
+        """Claim this delivery and take it as far as it can go now; nothing when a worker holds it (or it is not due)."""
+        now = self.clock.now()
+        claimed = await self.store.claim_delivery(
+            now=now, lease_until=now + timedelta(seconds=self.settings.lease_s), delivery_id=delivery_id
+        )
+        if claimed is not None:
+            await self.process_claimed(claimed)
 
     async def _store(
         self, body: bytes, *, correlation_id: str, header_names: tuple[str, ...], wake: bool

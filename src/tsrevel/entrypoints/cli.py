@@ -219,21 +219,21 @@ def _fail(message: str, code: int) -> None:
 
 
 def _flags_rows(flags: Any, overrides: Any) -> list[list[str]]:
-    def source(value: bool | None, in_force: bool | None = None) -> str:
-        if value is None:
+    from tsrevel.entrypoints.views import flag_rows
+
+    def source(row: Any) -> str:
+        if not row.overridden:
             return "environment"
         said = f"runtime override by {overrides.actor} at {when(overrides.updated_at)}: {overrides.reason}"
         # A stored dry_run=false that this service may not obey (no signing secret): it stays in dry run.
-        return said if in_force is None or in_force == value else f"{said} (refused here: going live is not allowed, see the log)"
+        return f"{said} (refused here: going live is not allowed, see the log)" if row.refused else said
 
-    def shown(value: bool) -> str:
+    def shown(value: bool | frozenset[str]) -> str:
+        if isinstance(value, frozenset):
+            return ",".join(sorted(value)) or "(every mapped location)"
         return "true" if value else "false"
 
-    return [
-        ["ENABLE_CONNECTOR", shown(flags.enable_connector), source(overrides.enable_connector)],
-        ["DRY_RUN", shown(flags.dry_run), source(overrides.dry_run, flags.dry_run)],
-        ["ALLOWED_LOCATIONS", ",".join(sorted(flags.allowed_locations)) or "(every mapped location)", "environment"],
-    ]
+    return [[row.flag.upper(), shown(row.value), source(row)] for row in flag_rows(flags, overrides)]
 
 
 def _json_default(value: object) -> object:
@@ -417,13 +417,13 @@ def deliveries_show(delivery_id: int, body: bool, as_json: bool) -> None:
     """One delivery: where it stands, its timeline, its emails and its event's order."""
     from tsrevel.entrypoints.operator import mapped_order, order_summary
 
-    async def read(session: Any) -> tuple[Any, Any, Any]:
-        d = await session.store.get_delivery(delivery_id)
-        emails = await session.store.list_emails(delivery_id=delivery_id)
-        order = await session.store.get_order(d.event_id) if d.event_id else None
-        return d, emails, order
+    from tsrevel.entrypoints.views import delivery_record
 
-    d, emails, order = _run(read)
+    async def read(session: Any) -> Any:
+        return await delivery_record(session.processor, delivery_id)
+
+    record = _run(read)
+    d, emails, order = record.delivery, record.emails, record.order
     if as_json:
         data = _delivery_data(d)
         data["timeline"] = [{"at": t.at, "state": t.state, "note": t.note} for t in d.timeline]

@@ -19,7 +19,7 @@ from tsrevel.domain.events import WebhookEnvelope
 from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig
 from tsrevel.domain.ports import AuditEntry, OutboxEmail
 from tsrevel.domain.processing import MappingStatus, Processor
-from tsrevel.entrypoints.operator import Status, status_of
+from tsrevel.entrypoints.views import Status, delivery_record, status_of
 # The unmapped-items read is shared with the CLI (`tsrevel mapping unmapped`); re-exported for the console.
 from tsrevel.entrypoints.views import (  # noqa: F401 - re-exports
     ESTABLISHMENT_PLACEHOLDER,
@@ -196,14 +196,13 @@ class DeliveryDetail:
 
 async def delivery_detail(processor: Processor, delivery_id: int) -> DeliveryDetail:
     """One delivery with its emails and its event's order; raises NotFound."""
-    delivery = await processor.store.get_delivery(delivery_id)
-    emails = await processor.store.list_emails(delivery_id=delivery_id)
-    order = await processor.store.get_order(delivery.event_id) if delivery.event_id else None
+    record = await delivery_record(processor, delivery_id)
+    delivery = record.delivery
     return DeliveryDetail(
         delivery=delivery,
         location=event_location(delivery, processor.mapping),
-        emails=tuple(emails),
-        order=order,
+        emails=record.emails,
+        order=record.order,
         result=json.loads(delivery.result) if delivery.result else None,
     )
 

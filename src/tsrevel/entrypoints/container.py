@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from dependency_injector import containers, providers
 
 from tsrevel.adapters.mapping_toml import TomlMappingFile, load_mapping_file
+from tsrevel.adapters.metering import metered_mailer, metered_revel
 from tsrevel.adapters.system import SystemClock, UnconfiguredRevel
+from tsrevel.bootstrap import UseCases
 from tsrevel.domain.errors import StoreUnavailable
 from tsrevel.domain.legacy import LegacyReferences, with_legacy_lookup
 from tsrevel.domain.mapping import MappingConfig
@@ -18,7 +23,7 @@ from tsrevel.domain.ports import Clock, EventSource, Mailer, OrderGateway, Store
 from tsrevel.domain.processing import CRASH_POINTS, ProcessingSettings, Processor, no_crash
 from tsrevel.domain.retry import RetryPolicy
 from tsrevel.domain.safety import OrderPolicy, SafetyFlags
-from tsrevel.entrypoints.metrics import PrometheusMetrics, metered_mailer, metered_revel
+from tsrevel.entrypoints.metrics import PrometheusMetrics
 from tsrevel.entrypoints.settings import Settings
 from tsrevel.version import __version__
 
@@ -235,7 +240,6 @@ class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
     clock = providers.Singleton(SystemClock)
-    wake = providers.Singleton(asyncio.Event)
     mapping = providers.Singleton(load_mapping_file, settings.provided.mapping_file)
     mapping_source = providers.Singleton(TomlMappingFile, settings.provided.mapping_file)
     # The operator CLI overrides store_may_create with False: it must not make a new, empty database.
@@ -258,8 +262,9 @@ class Container(containers.DeclarativeContainer):
     metrics = providers.Singleton(PrometheusMetrics)
 
     processing = providers.Callable(processing_settings, settings)
-    processor = providers.Singleton(
-        Processor,
+    # The use cases over these adapters (tsrevel/bootstrap.py builds the one Processor).
+    use_cases = providers.Container(
+        UseCases,
         store=store,
         # Legacy lookup outside the meter: each Revel call it makes is timed and counted on its own.
         revel=providers.Singleton(legacy_lookup, providers.Singleton(metered_revel, revel, metrics), settings, mapping),
@@ -271,12 +276,28 @@ class Container(containers.DeclarativeContainer):
         events=events,
         feed=events,  # the same TripleSeat adapter: sync by id and the catch-up poll
         crash=providers.Callable(make_crash_hook, settings.provided.crash_at),
-        on_accepted=wake.provided.set,
         metrics=metrics,
         mapping_source=mapping_source,
     )
+    processor = use_cases.processor
+    wake = use_cases.wake
 
 
 def build_container(settings: Settings) -> Container:
     """A container for these settings; nothing is opened until its resources are initialised."""
     return Container(settings=settings)
+
+
+async def resolve(value: Any) -> Any:
+    """dependency-injector answers an awaitable once async resources are involved; accept both."""
+    return await value if inspect.isawaitable(value) else value
+
+
+@asynccontextmanager
+async def opened(container: containers.Container) -> AsyncIterator[Processor]:
+    """Open the container's resources, hand over its Processor, close them: the HTTP lifespan, the CLI, the library."""
+    await resolve(container.init_resources())
+    try:
+        yield await resolve(container.processor())
+    finally:
+        await resolve(container.shutdown_resources())

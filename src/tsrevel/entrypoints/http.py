@@ -44,12 +44,13 @@ from tsrevel.domain.errors import (
 )
 from tsrevel.domain.mapping import MappingConfig, MappingFailure
 from tsrevel.domain.orders import RevelOrder
-from tsrevel.domain.ports import ACK_SECONDS, Store
+from tsrevel.domain.ports import ACK_SECONDS
 from tsrevel.domain.processing import MappingStatus, Processor
 from tsrevel.domain.safety import unknown_allowed_entries
 from tsrevel.entrypoints.body_limits import RETRY_AFTER_S, BodiesInFlightFull, BodyBudget, BodyGuard, BodyTimeout
 from tsrevel.entrypoints.console_views import readiness_problems
-from tsrevel.entrypoints.container import Container, database_location
+from tsrevel.entrypoints.container import Container, database_location, opened, resolve
+from tsrevel.entrypoints.views import FlagRow, delivery_record, settled_trace, status_of
 from tsrevel.entrypoints.logs import configure_logging
 from tsrevel.entrypoints.operator import mapped_order
 from tsrevel.entrypoints.settings import SECRET_FIELDS, Settings
@@ -455,7 +456,7 @@ async def metrics(processor: NamedDependency[Processor]) -> str:
 @post("/test/webhook", status_code=200, summary="Process a payload now and answer with the whole trace", operation_class=_documented(_WEBHOOK_BODY))
 async def test_webhook(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
     body = await request.body()
-    trace = await processor.run_now(body, correlation_id=correlation_id())
+    trace = await settled_trace(processor, await processor.run_now(body, correlation_id=correlation_id()))
     flags = await processor.flags()
     result = mapped_order(trace.delivery, trace.order) or (json.loads(trace.delivery.result) if trace.delivery.result else None)
     return {
@@ -490,23 +491,18 @@ async def preview(request: Request[Any, Any, Any], processor: NamedDependency[Pr
 
 @get("/admin/status", summary="Effective flags and their source, counts by state, oldest pending age, last order")
 async def admin_status(processor: NamedDependency[Processor]) -> dict[str, Any]:
-    store: Store = processor.store
-    overrides = await store.get_flags()
-    flags = await processor.flags()
-    oldest = await store.oldest_pending()
-    orders = await store.list_orders(limit=1)
-    now = processor.clock.now()
+    status = await status_of(processor)
+    overrides = status.overrides
     return {
         "flags": {
-            "enable_connector": {"value": flags.enable_connector, "source": "runtime override" if overrides.enable_connector is not None else "environment"},
-            "dry_run": {"value": flags.dry_run, "source": _dry_run_source(overrides.dry_run, flags.dry_run, processor)},
-            "allowed_locations": {"value": sorted(flags.allowed_locations), "source": "environment"},
+            **{row.flag: {"value": sorted(row.value) if isinstance(row.value, frozenset) else row.value, "source": _flag_source(row, processor)}
+               for row in status.flag_rows()},
             "override": {"actor": overrides.actor, "reason": overrides.reason, "updated_at": _iso(overrides.updated_at)},
         },
-        "counts": await store.count_by_state(),
-        "oldest_pending_age_s": (now - oldest).total_seconds() if oldest else None,
-        "last_order": order_view(orders[0]) if orders else None,
-        "last_poll": poll_view(await catchup.last_poll(processor)),
+        "counts": status.counts,
+        "oldest_pending_age_s": status.oldest_pending_age_s,
+        "last_order": order_view(status.last_order) if status.last_order else None,
+        "last_poll": poll_view(status.last_poll),
         "mapping": mapping_view(processor.mapping_status()),
         "version": __version__,
     }
@@ -577,10 +573,10 @@ async def reload_mapping(request: Request[Any, Any, Any], processor: NamedDepend
     return {"reloaded": True, "mapping": mapping_view(status)}
 
 
-def _dry_run_source(override: bool | None, in_force: bool, processor: Processor) -> str:
-    if override is None:
+def _flag_source(row: FlagRow, processor: Processor) -> str:
+    if not row.overridden:
         return "environment"
-    if override != in_force:  # a stored dry_run=false that this (unsigned) service does not obey
+    if row.refused:  # a stored dry_run=false that this (unsigned) service does not obey
         return f"runtime override dry_run=false refused here: needs {processor.live_refused()}"
     return "runtime override"
 
@@ -646,16 +642,14 @@ async def list_deliveries(
 
 @get("/admin/deliveries/{delivery_id:int}", summary="One delivery with its timeline, result and emails")
 async def get_delivery(processor: NamedDependency[Processor], delivery_id: DeliveryId) -> dict[str, Any]:
-    delivery = await processor.store.get_delivery(delivery_id)
-    emails = await processor.store.list_emails(delivery_id=delivery_id)
-    view = delivery_view(delivery, full=True)
+    record = await delivery_record(processor, delivery_id)
+    view = delivery_view(record.delivery, full=True)
     view["emails"] = [
         {"id": e.id, "kind": e.message.kind, "subject": e.message.subject, "state": e.state, "attempts": e.attempts, "last_error": e.last_error}
-        for e in emails
+        for e in record.emails
     ]
-    entry = await processor.store.get_order(delivery.event_id) if delivery.event_id else None
-    view["order"] = order_view(entry)
-    view["mapped_order"] = mapped_order(delivery, entry)
+    view["order"] = order_view(record.order)
+    view["mapped_order"] = mapped_order(record.delivery, record.order)
     return view
 
 
@@ -728,25 +722,28 @@ def create_app(container: Container, *, run_worker: bool = True, configure_logs:
             secrets = [getattr(settings, f) for f in SECRET_FIELDS]
             configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=secrets)
         log_settings(settings)
-        await container.init_resources()
+        started = False
         try:
-            processor = await _resolve(container.processor())
-            runtime.processor = processor
-            _reload_mapping_on_sighup(processor)
-            warn_unknown_allowed_locations(settings.allowed_locations, processor.mapping)
-            if run_worker:
-                runtime.worker = Worker(
-                    processor, loops=settings.workers, poll_interval_s=settings.poll_interval_s, wake=await _resolve(container.wake()),
-                    **catch_up_options(processor, settings),
-                )
-                runtime.worker.start()
-            log.info("tsrevel %s ready", __version__)
-            yield
+            async with opened(container) as processor:
+                started = True
+                try:
+                    runtime.processor = processor
+                    _reload_mapping_on_sighup(processor)
+                    warn_unknown_allowed_locations(settings.allowed_locations, processor.mapping)
+                    if run_worker:
+                        runtime.worker = Worker(
+                            processor, loops=settings.workers, poll_interval_s=settings.poll_interval_s, wake=await resolve(container.wake()),
+                            **catch_up_options(processor, settings),
+                        )
+                        runtime.worker.start()
+                    log.info("tsrevel %s ready", __version__)
+                    yield
+                finally:
+                    if runtime.worker is not None:
+                        await runtime.worker.stop()
         finally:
-            if runtime.worker is not None:
-                await runtime.worker.stop()
-            await _resolve(container.shutdown_resources())
-            log.info("tsrevel stopped")
+            if started:  # resources were opened, and are closed now
+                log.info("tsrevel stopped")
 
     admin = Router(
         path="/",
@@ -813,10 +810,3 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout_keep_alive": settings.keep_alive_s,
         "h11_max_incomplete_event_size": settings.max_header_bytes,  # request line + headers
     }
-
-
-async def _resolve(value: Any) -> Any:
-    """dependency-injector answers an awaitable once async resources are involved; accept both."""
-    import inspect
-
-    return await value if inspect.isawaitable(value) else value

@@ -1,5 +1,5 @@
-"""Prometheus metrics: a per-app registry fed through the Metrics port, metered Revel and SendGrid wrappers, and
-gauges read from the store at scrape time.
+"""Prometheus metrics: a per-app registry fed through the Metrics port, and gauges read from the store at
+scrape time (the metered Revel and SendGrid wrappers are in adapters/metering.py).
 
 Each container owns one PrometheusMetrics (and so one CollectorRegistry): nothing is registered in
 prometheus_client's global registry, so tests can build many apps in one process.
@@ -8,16 +8,12 @@ prometheus_client's global registry, so tests can build many apps in one process
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Mapping
-from typing import TypeVar
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from tsrevel.domain.catchup import PollReport, last_poll
+from tsrevel.domain.catchup import PollReport
 from tsrevel.domain.deliveries import STATES
-from tsrevel.domain.errors import GatewayError
-from tsrevel.domain.orders import OrderRef, RevelOrder
 from tsrevel.domain.ports import (
     ACK_SECONDS,
     DEAD_LETTERS,
@@ -27,17 +23,12 @@ from tsrevel.domain.ports import (
     REVEL_CALLS,
     SENDGRID_CALL_SECONDS,
     SENDGRID_CALLS,
-    EmailMessage,
-    Mailer,
-    Metrics,
-    OrderGateway,
 )
 from tsrevel.domain.processing import Processor
 from tsrevel.domain.safety import SafetyFlags
+from tsrevel.entrypoints.views import status_of
 
 log = logging.getLogger("tsrevel.metrics")
-
-T = TypeVar("T")
 
 # Seconds. An ack is a verify plus one durable insert: milliseconds; a pass may wait on Revel for REVEL_TIMEOUT_S.
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -132,78 +123,8 @@ class PrometheusMetrics:
 async def render_metrics(processor: Processor) -> str:
     """The Prometheus text for GET /metrics: the processor's own registry with the store's gauges refreshed."""
     metrics = processor.metrics if isinstance(processor.metrics, PrometheusMetrics) else PrometheusMetrics()
-    counts = await processor.store.count_by_state()
-    flags = await processor.flags()
-    oldest = await processor.store.oldest_pending()
-    age = (processor.clock.now() - oldest).total_seconds() if oldest else 0.0
-    poll = await last_poll(processor)
+    status = await status_of(processor)
     # No await between setting the gauges and rendering them: concurrent scrapes cannot interleave.
-    metrics.set_store_state(counts, flags, max(age, 0.0))
-    metrics.set_last_poll(poll)
+    metrics.set_store_state(status.counts, status.flags, max(status.oldest_pending_age_s or 0.0, 0.0))
+    metrics.set_last_poll(status.last_poll)
     return metrics.render()
-
-
-# ---- metered ports: composition, so adapters and fakes stay unaware of metrics ---------------------
-
-
-def _outcome(exc: BaseException | None) -> str:
-    if exc is None:
-        return "ok"
-    if isinstance(exc, GatewayError):
-        return exc.failure.kind
-    return "error"
-
-
-class MeteredOrderGateway:
-    """An OrderGateway that times and counts each Revel call by outcome, then answers exactly as the inner one."""
-
-    def __init__(self, inner: OrderGateway, metrics: Metrics) -> None:
-        self.inner = inner
-        self._metrics = metrics
-
-    async def find_order(self, establishment_id: int, reference: str, *, correlation_id: str) -> OrderRef | None:
-        return await self._timed("find", self.inner.find_order(establishment_id, reference, correlation_id=correlation_id))
-
-    async def create_order(self, order: RevelOrder, *, correlation_id: str) -> OrderRef:
-        return await self._timed("create", self.inner.create_order(order, correlation_id=correlation_id))
-
-    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
-        started = time.perf_counter()
-        failure: BaseException | None = None
-        try:
-            return await call
-        except BaseException as exc:
-            failure = exc
-            raise
-        finally:
-            self._metrics.observe(REVEL_CALL_SECONDS, time.perf_counter() - started, operation=operation)
-            self._metrics.count(REVEL_CALLS, operation=operation, outcome=_outcome(failure))
-
-
-class MeteredMailer:
-    """A Mailer that times and counts each send by outcome."""
-
-    def __init__(self, inner: Mailer, metrics: Metrics) -> None:
-        self.inner = inner
-        self._metrics = metrics
-
-    async def send(self, message: EmailMessage, *, outbox_id: int) -> None:
-        started = time.perf_counter()
-        failure: BaseException | None = None
-        try:
-            await self.inner.send(message, outbox_id=outbox_id)
-        except BaseException as exc:
-            failure = exc
-            raise
-        finally:
-            self._metrics.observe(SENDGRID_CALL_SECONDS, time.perf_counter() - started)
-            self._metrics.count(SENDGRID_CALLS, outcome=_outcome(failure))
-
-
-def metered_revel(inner: OrderGateway, metrics: Metrics) -> OrderGateway:
-    return MeteredOrderGateway(inner, metrics)
-
-
-def metered_mailer(inner: Mailer | None, metrics: Metrics) -> Mailer | None:
-    """None stays None: without SendGrid, emails are recorded in the outbox, not sent."""
-    return None if inner is None else MeteredMailer(inner, metrics)

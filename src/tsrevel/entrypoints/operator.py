@@ -7,8 +7,6 @@ it. Formatting is the CLI's job; this module returns records.
 
 from __future__ import annotations
 
-import inspect
-import json
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -20,18 +18,17 @@ import attrs
 from dependency_injector import providers
 
 from tsrevel.domain import deliveries as st
-from tsrevel.domain.catchup import PollReport, last_poll
 from tsrevel.domain.deliveries import Delivery, LedgerEntry
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable, TsrevelError
 from tsrevel.domain.ids import ORDER_REFERENCE_PREFIX
 from tsrevel.domain.legacy import LegacyReferences
 from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingConfig, ProductMap, Venue
-from tsrevel.domain.ports import AuditEntry, FlagOverrides, ProductCatalog
-from tsrevel.domain.processing import MAPPING_RELOAD_VALUE, Processor
+from tsrevel.domain.ports import ProductCatalog
+from tsrevel.domain.processing import Processor
 from tsrevel.domain.reconcile import ReconcileReport, canonical_reference, reconcile
-from tsrevel.domain.safety import SafetyFlags
-from tsrevel.entrypoints.container import Container, build_container, database_location, probe_database
+from tsrevel.entrypoints.container import Container, build_container, database_location, opened, probe_database, resolve
 from tsrevel.entrypoints.settings import Settings
+from tsrevel.entrypoints.views import Status, json_object, status_of  # noqa: F401 - Status, status_of re-exported
 
 UTC = timezone.utc
 EVERYTHING = 1_000_000  # "no limit" for store listings an operator asks to see in full
@@ -106,16 +103,8 @@ async def open_session(
             raise
         problem = str(exc)
         container.mapping.override(providers.Object(MappingConfig()))
-    await _resolve(container.init_resources())
-    try:
-        processor = await _resolve(container.processor())
+    async with opened(container) as processor:
         yield Session(container=container, processor=processor, settings=settings, mapping_problem=problem)
-    finally:
-        await _resolve(container.shutdown_resources())
-
-
-async def _resolve(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
 
 
 # ---- one delivery's mapped order (deliveries show, /admin/deliveries/{id}) --------------------------
@@ -129,11 +118,7 @@ def mapped_order(delivery: Delivery, entry: LedgerEntry | None) -> dict[str, Any
 
 
 def _snapshot(text: str | None) -> dict[str, Any] | None:
-    try:
-        data = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
+    return json_object(text)
 
 
 def order_summary(order: dict[str, Any]) -> list[str]:
@@ -163,50 +148,8 @@ def order_summary(order: dict[str, Any]) -> list[str]:
 # ---- status -----------------------------------------------------------------------------------
 
 
-@attrs.frozen(kw_only=True)
-class Status:
-    flags: SafetyFlags
-    overrides: FlagOverrides
-    counts: dict[str, int]
-    oldest_pending_age_s: float | None
-    last_order: LedgerEntry | None
-    last_action: AuditEntry | None
-    last_poll: PollReport | None = None  # the last catch-up poll (any replica)
-    mapping_reload: dict[str, Any] | None = None  # the last `mapping reload` recorded in the store
-
-    def source(self, flag: str) -> str:
-        """Where a flag's value comes from: 'runtime override' or 'environment'."""
-        return "runtime override" if getattr(self.overrides, flag) is not None else "environment"
-
-
 async def read_status(session: Session) -> Status:
     return await status_of(session.processor)
-
-
-async def status_of(processor: Processor) -> Status:
-    """The status read the CLI's `status` and the console's overview show."""
-    store = processor.store
-    oldest = await store.oldest_pending()
-    orders = await store.list_orders(limit=1)
-    audit = await store.list_audit(limit=1)
-    return Status(
-        flags=await processor.flags(),
-        overrides=await store.get_flags(),
-        counts=await store.count_by_state(),
-        oldest_pending_age_s=(processor.clock.now() - oldest).total_seconds() if oldest else None,
-        last_order=orders[0] if orders else None,
-        last_action=audit[0] if audit else None,
-        last_poll=await last_poll(processor),
-        mapping_reload=_json_object(await store.get_value(MAPPING_RELOAD_VALUE)),
-    )
-
-
-def _json_object(raw: str | None) -> dict[str, Any] | None:
-    try:
-        value = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 # ---- replay and its progress ------------------------------------------------------------------------
@@ -250,7 +193,7 @@ class RevelLister(Protocol):
 
 async def revel_lister(session: Session) -> RevelLister:
     """The service's own Revel adapter (with its key, timeouts and pacing), for the listing calls."""
-    gateway = await _resolve(session.container.revel())
+    gateway = await resolve(session.container.revel())
     if not all(hasattr(gateway, name) for name in ("list_establishments", "list_products", "list_orders_by_reference_prefix")):
         raise OperatorError("this needs Revel: set REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET (the service's values)")
     return gateway  # type: ignore[no-any-return]
@@ -258,7 +201,7 @@ async def revel_lister(session: Session) -> RevelLister:
 
 async def product_catalog(session: Session) -> ProductCatalog:
     """The service's own Revel adapter as a product list (for `tsrevel mapping suggest`)."""
-    gateway = await _resolve(session.container.revel())
+    gateway = await resolve(session.container.revel())
     if not hasattr(gateway, "list_products"):
         raise OperatorError("this needs Revel: set REVEL_BASE_URL, REVEL_API_KEY and REVEL_API_SECRET (the service's values)")
     return gateway  # type: ignore[no-any-return]

@@ -1,22 +1,141 @@
-"""Reads every entrypoint shows (the console's mapping page, `tsrevel mapping unmapped|suggest`), built once here.
+"""Reads every entrypoint shows, built once here for HTTP, the CLI, the console, the library and metrics.
 
-Nothing here changes state; each read takes the Processor (its store and the mapping in force)
-and answers records that the entrypoints only lay out.
+One delivery with its emails and its event's order (`delivery_record`, and the settled
+/test/webhook trace), the status (`status_of`), the flags with where each comes from
+(`flag_rows`), and what the mapping misses (`unmapped_seen`, `item_names_seen`). Nothing here
+changes state; each read takes the Processor (its store and the mapping in force) and answers
+records that the entrypoints only lay out.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
 
 import attrs
 
 from tsrevel.domain import deliveries as st
-from tsrevel.domain.deliveries import Delivery
+from tsrevel.domain.catchup import PollReport, last_poll
+from tsrevel.domain.deliveries import Delivery, LedgerEntry
 from tsrevel.domain.errors import PayloadError
 from tsrevel.domain.events import WebhookEnvelope, decode_json
 from tsrevel.domain.mapping import MENU_ITEM_PREFIX, MappingFailure
 from tsrevel.domain.orders import RevelOrder, UnmappedItem
-from tsrevel.domain.processing import Processor
+from tsrevel.domain.ports import AuditEntry, FlagOverrides, OutboxEmail
+from tsrevel.domain.processing import MAPPING_RELOAD_VALUE, IntakeResult, Processor, Trace
+from tsrevel.domain.safety import SafetyFlags
+
+# ---- one delivery -----------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryRecord:
+    """One delivery, the emails it queued, and its event's order (the ledger entry): what every detail view shows."""
+
+    delivery: Delivery
+    emails: tuple[OutboxEmail, ...]
+    order: LedgerEntry | None
+
+
+async def delivery_record(processor: Processor, delivery_id: int) -> DeliveryRecord:
+    """The delivery with its emails and its event's order; raises NotFound."""
+    delivery = await processor.store.get_delivery(delivery_id)
+    emails = await processor.store.list_emails(delivery_id=delivery_id)
+    order = await processor.store.get_order(delivery.event_id) if delivery.event_id else None
+    return DeliveryRecord(delivery=delivery, emails=tuple(emails), order=order)
+
+
+# How often, and how long at most, /test/webhook waits for a worker that claimed its delivery first.
+SETTLE_POLL_S = 0.05
+SETTLE_WAIT_S = 15.0
+
+
+async def settled_trace(processor: Processor, intake: IntakeResult, *, wait_s: float = SETTLE_WAIT_S) -> Trace:
+    """The /test/webhook answer: the delivery once settled (a worker that claimed it first is waited for, bounded)."""
+    delivery = await processor.store.get_delivery(intake.delivery_id)
+    deadline = processor.clock.now() + timedelta(seconds=wait_s)
+    while delivery.state in st.PENDING_STATES and delivery.state != st.RETRYING and processor.clock.now() < deadline:
+        await asyncio.sleep(SETTLE_POLL_S)
+        delivery = await processor.store.get_delivery(intake.delivery_id)
+    record = await delivery_record(processor, delivery.id)
+    return Trace(intake=intake, delivery=record.delivery, order=record.order, emails=tuple(e.message for e in record.emails))
+
+
+# ---- status and flags ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Status:
+    flags: SafetyFlags
+    overrides: FlagOverrides
+    counts: dict[str, int]
+    oldest_pending_age_s: float | None
+    last_order: LedgerEntry | None
+    last_action: AuditEntry | None
+    last_poll: PollReport | None = None  # the last catch-up poll (any replica)
+    mapping_reload: dict[str, Any] | None = None  # the last `mapping reload` recorded in the store
+
+    def source(self, flag: str) -> str:
+        """Where a flag's value comes from: 'runtime override' or 'environment'."""
+        return "runtime override" if getattr(self.overrides, flag) is not None else "environment"
+
+    def flag_rows(self) -> tuple[FlagRow, ...]:
+        return flag_rows(self.flags, self.overrides)
+
+
+async def status_of(processor: Processor) -> Status:
+    """The status read of `tsrevel status`, GET /admin/status, the console's overview and the metrics scrape."""
+    store = processor.store
+    oldest = await store.oldest_pending()
+    orders = await store.list_orders(limit=1)
+    audit = await store.list_audit(limit=1)
+    return Status(
+        flags=await processor.flags(),
+        overrides=await store.get_flags(),
+        counts=await store.count_by_state(),
+        oldest_pending_age_s=(processor.clock.now() - oldest).total_seconds() if oldest else None,
+        last_order=orders[0] if orders else None,
+        last_action=audit[0] if audit else None,
+        last_poll=await last_poll(processor),
+        mapping_reload=json_object(await store.get_value(MAPPING_RELOAD_VALUE)),
+    )
+
+
+def json_object(raw: str | None) -> dict[str, Any] | None:
+    """A stored JSON text as a dict; None when it is empty, not JSON, or not an object."""
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@attrs.frozen(kw_only=True)
+class FlagRow:
+    """One flag in force and where it comes from; each entrypoint words the source its own way."""
+
+    flag: str  # "enable_connector", "dry_run" or "allowed_locations"
+    value: bool | frozenset[str]
+    overridden: bool  # a runtime override is stored for it
+    refused: bool = False  # the stored override is one this service does not obey (dry_run=false, going live not allowed)
+
+
+def flag_rows(flags: SafetyFlags, overrides: FlagOverrides) -> tuple[FlagRow, ...]:
+    """The three flags, in the order every page and table shows them."""
+    return (
+        FlagRow(flag="enable_connector", value=flags.enable_connector, overridden=overrides.enable_connector is not None),
+        FlagRow(
+            flag="dry_run", value=flags.dry_run, overridden=overrides.dry_run is not None,
+            refused=overrides.dry_run is not None and overrides.dry_run != flags.dry_run,
+        ),
+        FlagRow(flag="allowed_locations", value=flags.allowed_locations, overridden=False),
+    )
+
+
+# ---- what the mapping misses ----------------------------------------------------------------------
 
 # How many of the newest deliveries of each state the unmapped read re-maps to find unmapped items.
 UNMAPPED_SCAN = 100

@@ -10,6 +10,7 @@ Revel, SendGrid and TripleSeat are in ``tsrevel.testing.servers``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +28,7 @@ from tsrevel.domain.safety import SafetyFlags
 from tsrevel.domain.signature import sign_body
 
 if TYPE_CHECKING:
-    from tsrevel.connector import Connector
+    from tsrevel import Connector
 
 __all__ = [
     "EXAMPLE_MAPPING",
@@ -82,6 +83,7 @@ class FakeWorld:
     tripleseat: FakeTripleSeat
     clock: ManualClock
     secret: str | None = None
+    wake: asyncio.Event | None = None  # set by the processor when work arrives; a connector's worker waits on it
 
     async def deliver(self, payload: Mapping[str, Any] | bytes, *, signature: str | None = None, correlation_id: str = "test-cid") -> IntakeResult:
         """Deliver a webhook as TripleSeat would: signed with the world's secret unless a signature is given."""
@@ -122,10 +124,10 @@ class FakeWorld:
 
     def connector(self) -> Connector:
         """The public ``tsrevel.Connector`` over this world's processor and fakes (signed with the world's secret)."""
-        from tsrevel.connector import Connector
-        from tsrevel.entrypoints.settings import Settings
+        # Through the public package, as a library user would: testing/ imports no entrypoint module.
+        from tsrevel import Connector, Settings
 
-        return Connector.over(self.processor, settings=Settings(signing_secret=self.secret))
+        return Connector.over(self.processor, settings=Settings(signing_secret=self.secret), wake=self.wake)
 
     def sign(self, body: bytes) -> dict[str, str]:
         """The headers TripleSeat would send with body: X-Signature with the world's secret (none without one)."""
@@ -169,7 +171,9 @@ def fake_world(
     revel = FakeRevel(clock=clock)
     mailer = FakeMailer(clock=clock)
     tripleseat = FakeTripleSeat(clock=clock)
-    processor = Processor(
+    from tsrevel.bootstrap import use_cases_over  # dependency_injector, only once a world is built
+
+    use_cases = use_cases_over(
         store=store,
         revel=revel,
         mapping=config,
@@ -182,4 +186,7 @@ def fake_world(
         unit_random=lambda: 0.5,
         mapping_source=source,
     )
-    return FakeWorld(processor=processor, store=store, revel=revel, mailer=mailer, tripleseat=tripleseat, clock=clock, secret=secret)
+    return FakeWorld(
+        processor=use_cases.processor(), store=store, revel=revel, mailer=mailer, tripleseat=tripleseat, clock=clock, secret=secret,
+        wake=use_cases.wake(),
+    )

@@ -26,8 +26,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import attrs
@@ -393,6 +392,37 @@ class _Loopback:
             h.close_connection = True  # the client gave up (its timeout) before we answered
 
 
+
+# ---- what every fake server shares: the loopback core, reached by composition ---------------------
+
+S = TypeVar("S", bound="_HasCore")
+
+
+class _HasCore(Protocol):
+    _http: _Loopback
+
+
+class _Core:
+    """A member of the server's loopback core (its ``_http``), offered as the server's own."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __get__(self, server: _HasCore | None, owner: type | None = None) -> Any:
+        return self if server is None else getattr(server._http, self._name)
+
+
+def _started(server: S) -> S:
+    """Start the server's loopback core (once) and answer the server: ``start()`` and ``with``."""
+    server._http.start()
+    return server
+
+
+def _stopped(server: _HasCore, *exc_info: object) -> None:
+    """Stop the server's loopback core: ``stop()`` and the end of ``with``."""
+    server._http.stop()
+
+
 # ---- Tastypie-style lists ----------------------------------------------------------------------
 
 MAX_LIMIT = 1000
@@ -468,36 +498,6 @@ class FakeRevelServer:
         self._ids = itertools.count(first_id)
         self._orders: list[dict[str, Any]] = []
         self._http = _Loopback(self._route)
-
-    # lifecycle and recordings (delegated)
-
-    def start(self) -> FakeRevelServer:
-        self._http.start()
-        return self
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> FakeRevelServer:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self._http.requests
-
-    def script(self, *faults: ServerFault) -> None:
-        self._http.script(*faults)
-
-    @property
-    def pending_faults(self) -> list[ServerFault]:
-        return self._http.pending_faults
 
     def clear(self) -> None:
         """Forget requests, faults and orders; keys, establishments and products stay."""
@@ -629,6 +629,11 @@ class FakeRevelServer:
         answer = {k: v for k, v in order.items() if k not in _NOT_LISTED}
         return Reply.json(201, answer, location)
 
+    # lifecycle and recordings: the loopback core's (every fake server holds one, by composition)
+    start = __enter__ = _started
+    stop = __exit__ = _stopped
+    url, requests, script, pending_faults = _Core("url"), _Core("requests"), _Core("script"), _Core("pending_faults")
+
 
 # ---- SendGrid ----------------------------------------------------------------------------------
 
@@ -641,34 +646,6 @@ class FakeSendGridServer:
         self._mails: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._http = _Loopback(self._route)
-
-    def start(self) -> FakeSendGridServer:
-        self._http.start()
-        return self
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> FakeSendGridServer:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self._http.requests
-
-    def script(self, *faults: ServerFault) -> None:
-        self._http.script(*faults)
-
-    @property
-    def pending_faults(self) -> list[ServerFault]:
-        return self._http.pending_faults
 
     def clear(self) -> None:
         """Forget requests, faults and mails; the key stays."""
@@ -698,6 +675,11 @@ class FakeSendGridServer:
             return Reply.json(400, {"errors": [{"message": "personalizations and from are required", "field": None, "help": None}]})
         self._mails.append(dict(mail))
         return Reply(202, b"", (("X-Message-Id", f"fake-{next(self._ids)}"),))
+
+    # lifecycle and recordings: the loopback core's (every fake server holds one, by composition)
+    start = __enter__ = _started
+    stop = __exit__ = _stopped
+    url, requests, script, pending_faults = _Core("url"), _Core("requests"), _Core("script"), _Core("pending_faults")
 
 
 # ---- TripleSeat --------------------------------------------------------------------------------
@@ -743,34 +725,6 @@ class FakeTripleSeatServer:
         self._issued: list[str] = []
         self._ids = itertools.count(1)
         self._http = _Loopback(self._route)
-
-    def start(self) -> FakeTripleSeatServer:
-        self._http.start()
-        return self
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> FakeTripleSeatServer:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        return self._http.requests
-
-    def script(self, *faults: ServerFault) -> None:
-        self._http.script(*faults)
-
-    @property
-    def pending_faults(self) -> list[ServerFault]:
-        return self._http.pending_faults
 
     def clear(self) -> None:
         """Forget requests, faults and issued tokens; credentials and events stay."""
@@ -856,6 +810,11 @@ class FakeTripleSeatServer:
                 "created_at": int(time.time()),
             },
         )
+
+    # lifecycle and recordings: the loopback core's (every fake server holds one, by composition)
+    start = __enter__ = _started
+    stop = __exit__ = _stopped
+    url, requests, script, pending_faults = _Core("url"), _Core("requests"), _Core("script"), _Core("pending_faults")
 
 
 def _us_date(text: str | None) -> date | None:
