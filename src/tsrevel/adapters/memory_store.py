@@ -13,20 +13,8 @@ from datetime import datetime
 
 import attrs
 
-from tsrevel.adapters.store_common import (
-    NOTE_CLAIMED,
-    NOTE_TAKEN_OVER,
-    check_email_state,
-    check_finish_state,
-    check_new_state,
-    check_replayable,
-    intake_note,
-    missing_delivery,
-    utc,
-    utc_or_none,
-)
+from tsrevel.adapters.store_common import utc, utc_or_none
 from tsrevel.domain.deliveries import (
-    DISCARDABLE_STATES,
     DONE,
     IGNORED,
     LEDGER_CREATED,
@@ -34,9 +22,6 @@ from tsrevel.domain.deliveries import (
     PENDING_STATES,
     PROCESSING,
     QUEUED,
-    REPLAYABLE_STATES,
-    RETRYING,
-    TERMINAL_STATES,
     Delivery,
     LedgerEntry,
     NewDelivery,
@@ -47,16 +32,32 @@ from tsrevel.domain.orders import OrderRef
 from tsrevel.domain.ports import (
     BUSY,
     EMAIL_PENDING,
-    EMAIL_RETRYING,
     EMAIL_SENDING,
     EMAIL_SENT,
-    EXISTING,
     RESERVED,
     AuditEntry,
     EmailMessage,
     FlagOverrides,
     OutboxEmail,
     Reservation,
+)
+from tsrevel.domain.store_rules import (
+    PASS_TO_ME,
+    SETTLED_EMAIL_STATES,
+    check_email_state,
+    check_finish_state,
+    check_new_state,
+    check_replayable,
+    claim_note,
+    discardable,
+    due,
+    holds_lease,
+    intake_note,
+    leased,
+    missing_delivery,
+    prunable,
+    replayable,
+    reservation_outcome,
 )
 
 
@@ -180,11 +181,10 @@ class MemoryStore:
                 if delivery_id is not None and delivery.id != delivery_id:
                     continue
                 if _claimable(delivery, now) and not self._event_leased_elsewhere(delivery, now):
-                    note = NOTE_TAKEN_OVER if delivery.state == PROCESSING else NOTE_CLAIMED
                     return self._update(
                         delivery,
                         now,
-                        note,
+                        claim_note(delivery.state),
                         state=PROCESSING,
                         lease_token=delivery.lease_token + 1,
                         lease_until=lease_until,
@@ -258,15 +258,12 @@ class MemoryStore:
                 )
                 self._orders[event_id] = entry
                 return Reservation(outcome=RESERVED, entry=entry)
-            if entry.state == LEDGER_CREATED:
-                return Reservation(outcome=EXISTING, entry=entry)
-            if entry.delivery_id == delivery_id:
-                return Reservation(outcome=RESERVED, entry=entry)
             owner = self._deliveries.get(entry.delivery_id)
-            if owner is not None and _leased(owner, now):
-                return Reservation(outcome=BUSY, entry=entry)
-            # The owner finished, died or is waiting to retry: its slot passes to this delivery.
-            # reference and establishment stay, so the caller looks where a lost create may have gone.
+            outcome = reservation_outcome(
+                entry, delivery_id=delivery_id, owner_leased=owner is not None and _leased(owner, now)
+            )
+            if outcome != PASS_TO_ME:
+                return Reservation(outcome=outcome, entry=entry)
             entry = attrs.evolve(entry, delivery_id=delivery_id, updated_at=now)
             self._orders[event_id] = entry
             return Reservation(outcome=RESERVED, entry=entry)
@@ -326,7 +323,7 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             delivery = self._get(delivery_id)
-            if delivery.state not in REPLAYABLE_STATES:
+            if not replayable(delivery.state):
                 return False
             self._requeue(delivery, now, note)
             return True
@@ -346,7 +343,7 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             delivery = self._get(delivery_id)
-            if delivery.state not in DISCARDABLE_STATES:
+            if not discardable(delivery.state):
                 return False
             self._update(delivery, now, note, state=IGNORED, next_attempt_at=None, lease_until=None)
             return True
@@ -464,13 +461,12 @@ class MemoryStore:
             # send, is kept.
             owners = {entry.delivery_id for entry in self._orders.values()}
             unsettled = {
-                e.email.message.delivery_id for e in self._emails.values() if e.email.state not in ("sent", "unsent", "failed")
+                e.email.message.delivery_id for e in self._emails.values() if e.email.state not in SETTLED_EMAIL_STATES
             }
             doomed = [
                 d.id
                 for d in self._deliveries.values()
-                if d.state in TERMINAL_STATES and d.updated_at is not None and d.updated_at < older_than
-                and d.id not in owners and d.id not in unsettled
+                if prunable(d.state, d.updated_at, older_than, owns_order=d.id in owners, has_unsettled_email=d.id in unsettled)
             ]
             for delivery_id in doomed:
                 delivery = self._deliveries.pop(delivery_id)
@@ -478,7 +474,7 @@ class MemoryStore:
             gone = set(doomed)
             for email_id in [
                 i for i, e in self._emails.items()
-                if e.email.message.delivery_id in gone and e.email.state in ("sent", "unsent", "failed")
+                if e.email.message.delivery_id in gone and e.email.state in SETTLED_EMAIL_STATES
             ]:
                 del self._emails[email_id]
             return len(doomed)
@@ -562,13 +558,11 @@ class MemoryStore:
 
 
 def _leased(delivery: Delivery, now: datetime) -> bool:
-    """Whether a worker currently owns the delivery."""
-    return delivery.state == PROCESSING and delivery.lease_until is not None and delivery.lease_until >= now
+    return leased(delivery.state, delivery.lease_until, now)
 
 
 def _holds_lease(delivery: Delivery, token: int) -> bool:
-    """The fence for commits: the token is current and nobody moved the delivery on."""
-    return delivery.state == PROCESSING and delivery.lease_token == token
+    return holds_lease(delivery.state, delivery.lease_token, token)
 
 
 def _holds_live_lease(delivery: Delivery, token: int, now: datetime) -> bool:
@@ -576,22 +570,8 @@ def _holds_live_lease(delivery: Delivery, token: int, now: datetime) -> bool:
 
 
 def _claimable(delivery: Delivery, now: datetime) -> bool:
-    # A missing next_attempt_at or lease_until counts as "due": a row must never be stuck for good.
-    if delivery.state == QUEUED:
-        return True
-    if delivery.state == RETRYING:
-        return delivery.next_attempt_at is None or delivery.next_attempt_at <= now
-    if delivery.state == PROCESSING:
-        return delivery.lease_until is None or delivery.lease_until < now
-    return False
+    return due(delivery.state, delivery.next_attempt_at, delivery.lease_until, now)
 
 
 def _email_claimable(row: _Outboxed, now: datetime) -> bool:
-    email = row.email
-    if email.state == EMAIL_PENDING:
-        return True
-    if email.state == EMAIL_RETRYING:
-        return email.next_attempt_at is None or email.next_attempt_at <= now
-    if email.state == EMAIL_SENDING:
-        return row.lease_until is None or row.lease_until < now
-    return False
+    return due(row.email.state, row.email.next_attempt_at, row.lease_until, now)
