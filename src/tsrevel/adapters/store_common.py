@@ -7,18 +7,6 @@ import time
 from datetime import datetime, timezone
 
 from tsrevel.domain.errors import StoreUnavailable
-from tsrevel.domain.store_rules import (  # noqa: F401 (re-exported: the stores' shared checks live in the domain)
-    EMAIL_FINISH_STATES,
-    NOTE_CLAIMED,
-    NOTE_RECEIVED,
-    NOTE_TAKEN_OVER,
-    check_email_state,
-    check_finish_state,
-    check_new_state,
-    check_replayable,
-    intake_note,
-    missing_delivery,
-)
 
 UTC = timezone.utc
 
