@@ -104,8 +104,6 @@ class MemoryStore:
         self._versions: dict[str, tuple[str, int, datetime]] = {}  # event version -> (source, first delivery id, seen at)
         self._leases: dict[str, tuple[int, str, datetime]] = {}  # name -> (token, holder, until)
 
-    # -- lifecycle --------------------------------------------------------------------------------
-
     async def migrate(self) -> None:
         self._check_open()
 
@@ -119,8 +117,6 @@ class MemoryStore:
         if self._closed:
             raise RuntimeError("the memory store is closed")
 
-    # -- deliveries -------------------------------------------------------------------------------
-
     @_atomic
     def add_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]:
         check_new_state(new.state)
@@ -133,18 +129,10 @@ class MemoryStore:
         if existing is not None:
             return self._deliveries[existing], False
         delivery = Delivery(
-            id=next(self._delivery_ids),
-            key=new.key,
-            body=new.body,
-            correlation_id=new.correlation_id,
-            received_at=received_at,
-            trigger_type=new.trigger_type,
-            event_id=new.event_id,
-            state=new.state,
-            last_error=new.error,
-            updated_at=received_at,
-            timeline=(TimelineEntry(at=received_at, state=new.state, note=intake_note(new)),),
-            source=new.source,
+            id=next(self._delivery_ids), key=new.key, body=new.body, correlation_id=new.correlation_id,
+            received_at=received_at, trigger_type=new.trigger_type, event_id=new.event_id, state=new.state,
+            last_error=new.error, updated_at=received_at,
+            timeline=(TimelineEntry(at=received_at, state=new.state, note=intake_note(new)),), source=new.source
         )
         self._deliveries[delivery.id] = delivery
         self._ids_by_key[new.key] = delivery.id
@@ -180,8 +168,6 @@ class MemoryStore:
         pending = [d.received_at for d in self._deliveries.values() if d.state in PENDING_STATES]
         return min(pending, default=None)
 
-    # -- the worker's lease -----------------------------------------------------------------------
-
     @_atomic
     def claim_delivery(
         self, *, now: datetime, lease_until: datetime, delivery_id: int | None = None
@@ -192,12 +178,8 @@ class MemoryStore:
                 continue
             if _claimable(delivery, now) and not self._event_leased_elsewhere(delivery, now):
                 return self._update(
-                    delivery,
-                    now,
-                    claim_note(delivery.state),
-                    state=PROCESSING,
-                    lease_token=delivery.lease_token + 1,
-                    lease_until=lease_until,
+                    delivery, now, claim_note(delivery.state), state=PROCESSING,
+                    lease_token=delivery.lease_token + 1, lease_until=lease_until
                 )
         return None
 
@@ -212,20 +194,9 @@ class MemoryStore:
 
     @_atomic
     def finish(
-        self,
-        delivery_id: int,
-        *,
-        token: int,
-        state: str,
-        now: datetime,
-        note: str,
-        error: str | None = None,
-        attempts: int | None = None,
-        next_attempt_at: datetime | None = None,
-        result: str | None = None,
-        order_reference: str | None = None,
-        emails: Sequence[EmailMessage] = (),
-        release_event_id: str | None = None,
+        self, delivery_id: int, *, token: int, state: str, now: datetime, note: str, error: str | None = None,
+        attempts: int | None = None, next_attempt_at: datetime | None = None, result: str | None = None,
+        order_reference: str | None = None, emails: Sequence[EmailMessage] = (), release_event_id: str | None = None
     ) -> bool:
         check_finish_state(state)
         now, next_attempt_at = utc(now), utc_or_none(next_attempt_at)
@@ -242,8 +213,6 @@ class MemoryStore:
             del self._orders[entry.event_id]
         return True
 
-    # -- the order ledger -------------------------------------------------------------------------
-
     @_atomic
     def reserve_order(
         self, *, event_id: str, reference: str, establishment_id: int, delivery_id: int, token: int, now: datetime
@@ -255,13 +224,8 @@ class MemoryStore:
         entry = self._orders.get(event_id)
         if entry is None:
             entry = LedgerEntry(
-                event_id=event_id,
-                reference=reference,
-                establishment_id=establishment_id,
-                delivery_id=delivery_id,
-                state=LEDGER_PENDING,
-                created_at=now,
-                updated_at=now,
+                event_id=event_id, reference=reference, establishment_id=establishment_id, delivery_id=delivery_id,
+                state=LEDGER_PENDING, created_at=now, updated_at=now
             )
             self._orders[event_id] = entry
             return Reservation(outcome=RESERVED, entry=entry)
@@ -277,16 +241,8 @@ class MemoryStore:
 
     @_atomic
     def complete_order(
-        self,
-        *,
-        event_id: str,
-        delivery_id: int,
-        token: int,
-        ref: OrderRef,
-        snapshot: str,
-        now: datetime,
-        note: str,
-        emails: Sequence[EmailMessage] = (),
+        self, *, event_id: str, delivery_id: int, token: int, ref: OrderRef, snapshot: str, now: datetime, note: str,
+        emails: Sequence[EmailMessage] = ()
     ) -> bool:
         now = utc(now)
         delivery = self._deliveries.get(delivery_id)
@@ -296,12 +252,8 @@ class MemoryStore:
         if entry is None or entry.delivery_id != delivery_id:
             return False
         self._orders[event_id] = attrs.evolve(
-            entry,
-            state=LEDGER_CREATED,
-            revel_order_id=ref.order_id,
-            revel_uri=ref.resource_uri,
-            snapshot=snapshot,
-            updated_at=now,
+            entry, state=LEDGER_CREATED, revel_order_id=ref.order_id, revel_uri=ref.resource_uri, snapshot=snapshot,
+            updated_at=now
         )
         self._update(delivery, now, note, state=DONE, order_reference=entry.reference, lease_until=None)
         self._outbox(emails, now)
@@ -318,8 +270,6 @@ class MemoryStore:
     @_atomic
     def forget_order(self, event_id: str) -> bool:
         return self._orders.pop(event_id, None) is not None
-
-    # -- replay -----------------------------------------------------------------------------------
 
     @_atomic
     def replay_delivery(self, delivery_id: int, *, now: datetime, note: str) -> bool:
@@ -348,8 +298,6 @@ class MemoryStore:
         self._update(delivery, now, note, state=IGNORED, next_attempt_at=None, lease_until=None)
         return True
 
-    # -- flags ------------------------------------------------------------------------------------
-
     @_atomic
     def get_flags(self) -> FlagOverrides:
         return self._flags
@@ -374,8 +322,6 @@ class MemoryStore:
         now = utc(now)
         self._flags = FlagOverrides(actor=actor, reason=reason, updated_at=now)
 
-    # -- the email outbox -------------------------------------------------------------------------
-
     @_atomic
     def claim_email(self, *, now: datetime, lease_until: datetime) -> OutboxEmail | None:
         now, lease_until = utc(now), utc(lease_until)
@@ -389,15 +335,8 @@ class MemoryStore:
 
     @_atomic
     def finish_email(
-        self,
-        email_id: int,
-        *,
-        token: int,
-        state: str,
-        now: datetime,
-        error: str | None = None,
-        attempts: int | None = None,
-        next_attempt_at: datetime | None = None,
+        self, email_id: int, *, token: int, state: str, now: datetime, error: str | None = None,
+        attempts: int | None = None, next_attempt_at: datetime | None = None
     ) -> bool:
         check_email_state(state)
         now, next_attempt_at = utc(now), utc_or_none(next_attempt_at)
@@ -405,12 +344,10 @@ class MemoryStore:
         if row is None or row.email.lease_token != token or row.email.state != EMAIL_SENDING:
             return False
         email = attrs.evolve(
-            row.email,
-            state=state,
-            next_attempt_at=next_attempt_at,
+            row.email, state=state, next_attempt_at=next_attempt_at,
             last_error=row.email.last_error if error is None else error,
             attempts=row.email.attempts if attempts is None else attempts,
-            sent_at=now if state == EMAIL_SENT else row.email.sent_at,
+            sent_at=now if state == EMAIL_SENT else row.email.sent_at
         )
         self._emails[email_id] = _Outboxed(email)
         return True
@@ -420,8 +357,6 @@ class MemoryStore:
         emails = [self._emails[i].email for i in sorted(self._emails)]
         chosen = [e for e in emails if delivery_id is None or e.message.delivery_id == delivery_id]
         return chosen[: max(limit, 0)]
-
-    # -- audit ------------------------------------------------------------------------------------
 
     @_atomic
     def add_audit(self, *, actor: str, action: str, detail: str, reason: str, now: datetime) -> None:
@@ -468,8 +403,6 @@ class MemoryStore:
             del self._emails[email_id]
         return len(doomed)
 
-    # -- event versions and named leases (catch-up sync) -------------------------------------------
-
     @_atomic
     def version_seen(self, event_version: str) -> bool:
         return event_version in self._versions
@@ -502,8 +435,6 @@ class MemoryStore:
         self._leases[name] = (token, held[1], now)
         self._values[value_name] = value
         return True
-
-    # -- helpers (called with the lock held) ------------------------------------------------------
 
     def _get(self, delivery_id: int) -> Delivery:
         delivery = self._deliveries.get(delivery_id)

@@ -29,15 +29,13 @@ from tsrevel.adapters.sql_schema import migrations
 from tsrevel.adapters.sql_operations import CLAIMABLE, insert_delivery
 from tsrevel.adapters.sql_store import Op, SqlStore, check_new
 from tsrevel.adapters.store_common import StoreOutage, utc
-from tsrevel.domain.deliveries import PROCESSING, QUEUED, RETRYING, SOURCE_WEBHOOK, Delivery, NewDelivery, TimelineEntry
+from tsrevel.domain.deliveries import PROCESSING, SOURCE_WEBHOOK, Delivery, NewDelivery, TimelineEntry
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable
-from tsrevel.domain.ports import EMAIL_PENDING, EMAIL_RETRYING, EMAIL_SENDING
 from tsrevel.domain.store_rules import NOTE_CLAIMED, NOTE_TAKEN_OVER, intake_note
 
 T = TypeVar("T")
 URL_PREFIXES = ("postgresql://", "postgres://")
-_QUEUED, _RETRYING, _PROCESSING = literals((QUEUED, RETRYING, PROCESSING))
-_EMAIL_PENDING, _EMAIL_RETRYING, _EMAIL_SENDING = literals((EMAIL_PENDING, EMAIL_RETRYING, EMAIL_SENDING))
+(_PROCESSING,) = literals((PROCESSING,))
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -72,7 +70,6 @@ def check_url(url: str) -> str:
         # libpq's message may quote the whole URL, password and all: say what to check instead.
         raise ConfigError("database URL is not a valid PostgreSQL URL (check its host, port and ?parameters)") from None
     return url
-
 
 
 
@@ -349,7 +346,6 @@ async def _apply_next_migration(conn: AsyncConnection[DictRow], schema: str | No
         return True
 
 
-
 # -- claiming ------------------------------------------------------------------------------------
 
 # A missing next_attempt_at or lease_until counts as "due": a row must never be stuck for good.
@@ -423,7 +419,6 @@ async def _claim_delivery(
         if taken is None:
             continue  # another delivery of its event was leased and committed before we got the lock
         return await get_delivery(_PgDb(conn), candidate["id"])
-
 
 
 class _PgDb:
