@@ -6,27 +6,17 @@ the store is shared between threads (an app under a test client and a worker, sa
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Any, TypeVar
 
 import attrs
 
-from tsrevel.adapters.store_common import (
-    NOTE_CLAIMED,
-    NOTE_TAKEN_OVER,
-    check_email_state,
-    check_finish_state,
-    check_new_state,
-    check_replayable,
-    intake_note,
-    missing_delivery,
-    utc,
-    utc_or_none,
-)
+from tsrevel.adapters.store_common import utc, utc_or_none
 from tsrevel.domain.deliveries import (
-    DISCARDABLE_STATES,
     DONE,
     IGNORED,
     LEDGER_CREATED,
@@ -34,9 +24,6 @@ from tsrevel.domain.deliveries import (
     PENDING_STATES,
     PROCESSING,
     QUEUED,
-    REPLAYABLE_STATES,
-    RETRYING,
-    TERMINAL_STATES,
     Delivery,
     LedgerEntry,
     NewDelivery,
@@ -47,10 +34,8 @@ from tsrevel.domain.orders import OrderRef
 from tsrevel.domain.ports import (
     BUSY,
     EMAIL_PENDING,
-    EMAIL_RETRYING,
     EMAIL_SENDING,
     EMAIL_SENT,
-    EXISTING,
     RESERVED,
     AuditEntry,
     EmailMessage,
@@ -58,6 +43,26 @@ from tsrevel.domain.ports import (
     OutboxEmail,
     Reservation,
 )
+from tsrevel.domain.store_rules import (
+    PASS_TO_ME,
+    SETTLED_EMAIL_STATES,
+    check_email_state,
+    check_finish_state,
+    check_new_state,
+    check_replayable,
+    claim_note,
+    discardable,
+    due,
+    holds_lease,
+    intake_note,
+    leased,
+    missing_delivery,
+    prunable,
+    replayable,
+    reservation_outcome,
+)
+
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -66,6 +71,18 @@ class _Outboxed:
 
     email: OutboxEmail
     lease_until: datetime | None = None
+
+
+def _atomic(method: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """The Store's async method, run whole under the store's lock on an open store."""
+
+    @functools.wraps(method)
+    async def atomically(self: MemoryStore, *args: Any, **kwargs: Any) -> T:
+        with self._lock:
+            self._check_open()
+            return method(self, *args, **kwargs)
+
+    return atomically
 
 
 class MemoryStore:
@@ -87,8 +104,6 @@ class MemoryStore:
         self._versions: dict[str, tuple[str, int, datetime]] = {}  # event version -> (source, first delivery id, seen at)
         self._leases: dict[str, tuple[int, str, datetime]] = {}  # name -> (token, holder, until)
 
-    # -- lifecycle --------------------------------------------------------------------------------
-
     async def migrate(self) -> None:
         self._check_open()
 
@@ -102,427 +117,324 @@ class MemoryStore:
         if self._closed:
             raise RuntimeError("the memory store is closed")
 
-    # -- deliveries -------------------------------------------------------------------------------
-
-    async def add_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]:
+    @_atomic
+    def add_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]:
         check_new_state(new.state)
         received_at = utc(new.received_at)
-        with self._lock:
-            self._check_open()
-            if new.event_version is not None:
-                seen = self._versions.get(new.event_version)
-                if seen is not None and duplicate_by_version(new.source, seen[0]) and seen[1] in self._deliveries:
-                    return self._deliveries[seen[1]], False
-            existing = self._ids_by_key.get(new.key)
-            if existing is not None:
-                return self._deliveries[existing], False
-            delivery = Delivery(
-                id=next(self._delivery_ids),
-                key=new.key,
-                body=new.body,
-                correlation_id=new.correlation_id,
-                received_at=received_at,
-                trigger_type=new.trigger_type,
-                event_id=new.event_id,
-                state=new.state,
-                last_error=new.error,
-                updated_at=received_at,
-                timeline=(TimelineEntry(at=received_at, state=new.state, note=intake_note(new)),),
-                source=new.source,
-            )
-            self._deliveries[delivery.id] = delivery
-            self._ids_by_key[new.key] = delivery.id
-            if new.event_version is not None:
-                self._versions.setdefault(new.event_version, (new.source, delivery.id, received_at))
-            return delivery, True
+        if new.event_version is not None:
+            seen = self._versions.get(new.event_version)
+            if seen is not None and duplicate_by_version(new.source, seen[0]) and seen[1] in self._deliveries:
+                return self._deliveries[seen[1]], False
+        existing = self._ids_by_key.get(new.key)
+        if existing is not None:
+            return self._deliveries[existing], False
+        delivery = Delivery(
+            id=next(self._delivery_ids), key=new.key, body=new.body, correlation_id=new.correlation_id,
+            received_at=received_at, trigger_type=new.trigger_type, event_id=new.event_id, state=new.state,
+            last_error=new.error, updated_at=received_at,
+            timeline=(TimelineEntry(at=received_at, state=new.state, note=intake_note(new)),), source=new.source
+        )
+        self._deliveries[delivery.id] = delivery
+        self._ids_by_key[new.key] = delivery.id
+        if new.event_version is not None:
+            self._versions.setdefault(new.event_version, (new.source, delivery.id, received_at))
+        return delivery, True
 
-    async def get_delivery(self, delivery_id: int) -> Delivery:
-        with self._lock:
-            self._check_open()
-            return self._get(delivery_id)
+    @_atomic
+    def get_delivery(self, delivery_id: int) -> Delivery:
+        return self._get(delivery_id)
 
-    async def list_deliveries(
+    @_atomic
+    def list_deliveries(
         self, *, state: str | None = None, limit: int = 50, event_id: str | None = None, before_id: int | None = None
     ) -> list[Delivery]:
-        with self._lock:
-            self._check_open()
-            newest_first = sorted(self._deliveries.values(), key=lambda d: d.id, reverse=True)
-            chosen = [
-                d for d in newest_first
-                if (state is None or d.state == state) and (event_id is None or d.event_id == event_id)
-                and (before_id is None or d.id < before_id)
-            ][: max(limit, 0)]
-            return [attrs.evolve(d, timeline=()) for d in chosen]
+        newest_first = sorted(self._deliveries.values(), key=lambda d: d.id, reverse=True)
+        chosen = [
+            d for d in newest_first
+            if (state is None or d.state == state) and (event_id is None or d.event_id == event_id)
+            and (before_id is None or d.id < before_id)
+        ][: max(limit, 0)]
+        return [attrs.evolve(d, timeline=()) for d in chosen]
 
-    async def count_by_state(self) -> dict[str, int]:
-        with self._lock:
-            self._check_open()
-            counts: dict[str, int] = {}
-            for delivery in self._deliveries.values():
-                counts[delivery.state] = counts.get(delivery.state, 0) + 1
-            return counts
+    @_atomic
+    def count_by_state(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for delivery in self._deliveries.values():
+            counts[delivery.state] = counts.get(delivery.state, 0) + 1
+        return counts
 
-    async def oldest_pending(self) -> datetime | None:
-        with self._lock:
-            self._check_open()
-            pending = [d.received_at for d in self._deliveries.values() if d.state in PENDING_STATES]
-            return min(pending, default=None)
+    @_atomic
+    def oldest_pending(self) -> datetime | None:
+        pending = [d.received_at for d in self._deliveries.values() if d.state in PENDING_STATES]
+        return min(pending, default=None)
 
-    # -- the worker's lease -----------------------------------------------------------------------
-
-    async def claim_delivery(
+    @_atomic
+    def claim_delivery(
         self, *, now: datetime, lease_until: datetime, delivery_id: int | None = None
     ) -> Delivery | None:
         now, lease_until = utc(now), utc(lease_until)
-        with self._lock:
-            self._check_open()
-            for delivery in sorted(self._deliveries.values(), key=lambda d: d.id):
-                if delivery_id is not None and delivery.id != delivery_id:
-                    continue
-                if _claimable(delivery, now) and not self._event_leased_elsewhere(delivery, now):
-                    note = NOTE_TAKEN_OVER if delivery.state == PROCESSING else NOTE_CLAIMED
-                    return self._update(
-                        delivery,
-                        now,
-                        note,
-                        state=PROCESSING,
-                        lease_token=delivery.lease_token + 1,
-                        lease_until=lease_until,
-                    )
-            return None
+        for delivery in sorted(self._deliveries.values(), key=lambda d: d.id):
+            if delivery_id is not None and delivery.id != delivery_id:
+                continue
+            if _claimable(delivery, now) and not self._event_leased_elsewhere(delivery, now):
+                return self._update(
+                    delivery, now, claim_note(delivery.state), state=PROCESSING,
+                    lease_token=delivery.lease_token + 1, lease_until=lease_until
+                )
+        return None
 
-    async def add_note(self, delivery_id: int, *, token: int, now: datetime, note: str) -> bool:
+    @_atomic
+    def add_note(self, delivery_id: int, *, token: int, now: datetime, note: str) -> bool:
         now = utc(now)
-        with self._lock:
-            self._check_open()
-            delivery = self._deliveries.get(delivery_id)
-            if delivery is None or not _holds_live_lease(delivery, token, now):
-                return False
-            self._update(delivery, now, note, touch=False)
-            return True
+        delivery = self._deliveries.get(delivery_id)
+        if delivery is None or not _holds_live_lease(delivery, token, now):
+            return False
+        self._update(delivery, now, note, touch=False)
+        return True
 
-    async def finish(
-        self,
-        delivery_id: int,
-        *,
-        token: int,
-        state: str,
-        now: datetime,
-        note: str,
-        error: str | None = None,
-        attempts: int | None = None,
-        next_attempt_at: datetime | None = None,
-        result: str | None = None,
-        order_reference: str | None = None,
-        emails: Sequence[EmailMessage] = (),
-        release_event_id: str | None = None,
+    @_atomic
+    def finish(
+        self, delivery_id: int, *, token: int, state: str, now: datetime, note: str, error: str | None = None,
+        attempts: int | None = None, next_attempt_at: datetime | None = None, result: str | None = None,
+        order_reference: str | None = None, emails: Sequence[EmailMessage] = (), release_event_id: str | None = None
     ) -> bool:
         check_finish_state(state)
         now, next_attempt_at = utc(now), utc_or_none(next_attempt_at)
-        with self._lock:
-            self._check_open()
-            delivery = self._deliveries.get(delivery_id)
-            if delivery is None or not _holds_lease(delivery, token):
-                return False
-            changes: dict[str, object] = {"state": state, "next_attempt_at": next_attempt_at, "lease_until": None}
-            optional = {"last_error": error, "attempts": attempts, "result": result, "order_reference": order_reference}
-            changes.update({name: value for name, value in optional.items() if value is not None})
-            self._update(delivery, now, note, **changes)
-            self._outbox(emails, now)
-            entry = self._orders.get(release_event_id) if release_event_id is not None else None
-            if entry is not None and entry.state == LEDGER_PENDING and entry.delivery_id == delivery_id:
-                del self._orders[entry.event_id]
-            return True
+        delivery = self._deliveries.get(delivery_id)
+        if delivery is None or not _holds_lease(delivery, token):
+            return False
+        changes: dict[str, object] = {"state": state, "next_attempt_at": next_attempt_at, "lease_until": None}
+        optional = {"last_error": error, "attempts": attempts, "result": result, "order_reference": order_reference}
+        changes.update({name: value for name, value in optional.items() if value is not None})
+        self._update(delivery, now, note, **changes)
+        self._outbox(emails, now)
+        entry = self._orders.get(release_event_id) if release_event_id is not None else None
+        if entry is not None and entry.state == LEDGER_PENDING and entry.delivery_id == delivery_id:
+            del self._orders[entry.event_id]
+        return True
 
-    # -- the order ledger -------------------------------------------------------------------------
-
-    async def reserve_order(
+    @_atomic
+    def reserve_order(
         self, *, event_id: str, reference: str, establishment_id: int, delivery_id: int, token: int, now: datetime
     ) -> Reservation:
         now = utc(now)
-        with self._lock:
-            self._check_open()
-            delivery = self._deliveries.get(delivery_id)
-            if delivery is None or not _holds_lease(delivery, token):
-                return Reservation(outcome=BUSY)
-            entry = self._orders.get(event_id)
-            if entry is None:
-                entry = LedgerEntry(
-                    event_id=event_id,
-                    reference=reference,
-                    establishment_id=establishment_id,
-                    delivery_id=delivery_id,
-                    state=LEDGER_PENDING,
-                    created_at=now,
-                    updated_at=now,
-                )
-                self._orders[event_id] = entry
-                return Reservation(outcome=RESERVED, entry=entry)
-            if entry.state == LEDGER_CREATED:
-                return Reservation(outcome=EXISTING, entry=entry)
-            if entry.delivery_id == delivery_id:
-                return Reservation(outcome=RESERVED, entry=entry)
-            owner = self._deliveries.get(entry.delivery_id)
-            if owner is not None and _leased(owner, now):
-                return Reservation(outcome=BUSY, entry=entry)
-            # The owner finished, died or is waiting to retry: its slot passes to this delivery.
-            # reference and establishment stay, so the caller looks where a lost create may have gone.
-            entry = attrs.evolve(entry, delivery_id=delivery_id, updated_at=now)
+        delivery = self._deliveries.get(delivery_id)
+        if delivery is None or not _holds_lease(delivery, token):
+            return Reservation(outcome=BUSY)
+        entry = self._orders.get(event_id)
+        if entry is None:
+            entry = LedgerEntry(
+                event_id=event_id, reference=reference, establishment_id=establishment_id, delivery_id=delivery_id,
+                state=LEDGER_PENDING, created_at=now, updated_at=now
+            )
             self._orders[event_id] = entry
             return Reservation(outcome=RESERVED, entry=entry)
+        owner = self._deliveries.get(entry.delivery_id)
+        outcome = reservation_outcome(
+            entry, delivery_id=delivery_id, owner_leased=owner is not None and _leased(owner, now)
+        )
+        if outcome != PASS_TO_ME:
+            return Reservation(outcome=outcome, entry=entry)
+        entry = attrs.evolve(entry, delivery_id=delivery_id, updated_at=now)
+        self._orders[event_id] = entry
+        return Reservation(outcome=RESERVED, entry=entry)
 
-    async def complete_order(
-        self,
-        *,
-        event_id: str,
-        delivery_id: int,
-        token: int,
-        ref: OrderRef,
-        snapshot: str,
-        now: datetime,
-        note: str,
-        emails: Sequence[EmailMessage] = (),
+    @_atomic
+    def complete_order(
+        self, *, event_id: str, delivery_id: int, token: int, ref: OrderRef, snapshot: str, now: datetime, note: str,
+        emails: Sequence[EmailMessage] = ()
     ) -> bool:
         now = utc(now)
-        with self._lock:
-            self._check_open()
-            delivery = self._deliveries.get(delivery_id)
-            entry = self._orders.get(event_id)
-            if delivery is None or not _holds_lease(delivery, token):
-                return False
-            if entry is None or entry.delivery_id != delivery_id:
-                return False
-            self._orders[event_id] = attrs.evolve(
-                entry,
-                state=LEDGER_CREATED,
-                revel_order_id=ref.order_id,
-                revel_uri=ref.resource_uri,
-                snapshot=snapshot,
-                updated_at=now,
-            )
-            self._update(delivery, now, note, state=DONE, order_reference=entry.reference, lease_until=None)
-            self._outbox(emails, now)
-            return True
+        delivery = self._deliveries.get(delivery_id)
+        entry = self._orders.get(event_id)
+        if delivery is None or not _holds_lease(delivery, token):
+            return False
+        if entry is None or entry.delivery_id != delivery_id:
+            return False
+        self._orders[event_id] = attrs.evolve(
+            entry, state=LEDGER_CREATED, revel_order_id=ref.order_id, revel_uri=ref.resource_uri, snapshot=snapshot,
+            updated_at=now
+        )
+        self._update(delivery, now, note, state=DONE, order_reference=entry.reference, lease_until=None)
+        self._outbox(emails, now)
+        return True
 
-    async def get_order(self, event_id: str) -> LedgerEntry | None:
-        with self._lock:
-            self._check_open()
-            return self._orders.get(event_id)
+    @_atomic
+    def get_order(self, event_id: str) -> LedgerEntry | None:
+        return self._orders.get(event_id)
 
-    async def list_orders(self, *, limit: int = 100) -> list[LedgerEntry]:
-        with self._lock:
-            self._check_open()
-            return list(reversed(self._orders.values()))[: max(limit, 0)]
+    @_atomic
+    def list_orders(self, *, limit: int = 100) -> list[LedgerEntry]:
+        return list(reversed(self._orders.values()))[: max(limit, 0)]
 
-    async def forget_order(self, event_id: str) -> bool:
-        with self._lock:
-            self._check_open()
-            return self._orders.pop(event_id, None) is not None
+    @_atomic
+    def forget_order(self, event_id: str) -> bool:
+        return self._orders.pop(event_id, None) is not None
 
-    # -- replay -----------------------------------------------------------------------------------
-
-    async def replay_delivery(self, delivery_id: int, *, now: datetime, note: str) -> bool:
+    @_atomic
+    def replay_delivery(self, delivery_id: int, *, now: datetime, note: str) -> bool:
         now = utc(now)
-        with self._lock:
-            self._check_open()
-            delivery = self._get(delivery_id)
-            if delivery.state not in REPLAYABLE_STATES:
-                return False
-            self._requeue(delivery, now, note)
-            return True
+        delivery = self._get(delivery_id)
+        if not replayable(delivery.state):
+            return False
+        self._requeue(delivery, now, note)
+        return True
 
-    async def replay_state(self, state: str, *, now: datetime, note: str) -> int:
+    @_atomic
+    def replay_state(self, state: str, *, now: datetime, note: str) -> int:
         check_replayable(state)
         now = utc(now)
-        with self._lock:
-            self._check_open()
-            chosen = [d for d in sorted(self._deliveries.values(), key=lambda d: d.id) if d.state == state]
-            for delivery in chosen:
-                self._requeue(delivery, now, note)
-            return len(chosen)
+        chosen = [d for d in sorted(self._deliveries.values(), key=lambda d: d.id) if d.state == state]
+        for delivery in chosen:
+            self._requeue(delivery, now, note)
+        return len(chosen)
 
-    async def discard_delivery(self, delivery_id: int, *, now: datetime, note: str) -> bool:
+    @_atomic
+    def discard_delivery(self, delivery_id: int, *, now: datetime, note: str) -> bool:
         now = utc(now)
-        with self._lock:
-            self._check_open()
-            delivery = self._get(delivery_id)
-            if delivery.state not in DISCARDABLE_STATES:
-                return False
-            self._update(delivery, now, note, state=IGNORED, next_attempt_at=None, lease_until=None)
-            return True
+        delivery = self._get(delivery_id)
+        if not discardable(delivery.state):
+            return False
+        self._update(delivery, now, note, state=IGNORED, next_attempt_at=None, lease_until=None)
+        return True
 
-    # -- flags ------------------------------------------------------------------------------------
+    @_atomic
+    def get_flags(self) -> FlagOverrides:
+        return self._flags
 
-    async def get_flags(self) -> FlagOverrides:
-        with self._lock:
-            self._check_open()
-            return self._flags
-
-    async def set_flags(
+    @_atomic
+    def set_flags(
         self, *, enable_connector: bool | None, dry_run: bool | None, actor: str, reason: str, now: datetime
     ) -> FlagOverrides:
         now = utc(now)
-        with self._lock:
-            self._check_open()
-            old = self._flags
-            self._flags = FlagOverrides(
-                enable_connector=old.enable_connector if enable_connector is None else enable_connector,
-                dry_run=old.dry_run if dry_run is None else dry_run,
-                actor=actor,
-                reason=reason,
-                updated_at=now,
-            )
-            return self._flags
+        old = self._flags
+        self._flags = FlagOverrides(
+            enable_connector=old.enable_connector if enable_connector is None else enable_connector,
+            dry_run=old.dry_run if dry_run is None else dry_run,
+            actor=actor,
+            reason=reason,
+            updated_at=now,
+        )
+        return self._flags
 
-    async def clear_flags(self, *, actor: str, reason: str, now: datetime) -> None:
+    @_atomic
+    def clear_flags(self, *, actor: str, reason: str, now: datetime) -> None:
         now = utc(now)
-        with self._lock:
-            self._check_open()
-            self._flags = FlagOverrides(actor=actor, reason=reason, updated_at=now)
+        self._flags = FlagOverrides(actor=actor, reason=reason, updated_at=now)
 
-    # -- the email outbox -------------------------------------------------------------------------
-
-    async def claim_email(self, *, now: datetime, lease_until: datetime) -> OutboxEmail | None:
+    @_atomic
+    def claim_email(self, *, now: datetime, lease_until: datetime) -> OutboxEmail | None:
         now, lease_until = utc(now), utc(lease_until)
-        with self._lock:
-            self._check_open()
-            for email_id in sorted(self._emails):
-                row = self._emails[email_id]
-                if _email_claimable(row, now):
-                    email = attrs.evolve(row.email, state=EMAIL_SENDING, lease_token=row.email.lease_token + 1)
-                    self._emails[email_id] = _Outboxed(email, lease_until)
-                    return email
-            return None
+        for email_id in sorted(self._emails):
+            row = self._emails[email_id]
+            if _email_claimable(row, now):
+                email = attrs.evolve(row.email, state=EMAIL_SENDING, lease_token=row.email.lease_token + 1)
+                self._emails[email_id] = _Outboxed(email, lease_until)
+                return email
+        return None
 
-    async def finish_email(
-        self,
-        email_id: int,
-        *,
-        token: int,
-        state: str,
-        now: datetime,
-        error: str | None = None,
-        attempts: int | None = None,
-        next_attempt_at: datetime | None = None,
+    @_atomic
+    def finish_email(
+        self, email_id: int, *, token: int, state: str, now: datetime, error: str | None = None,
+        attempts: int | None = None, next_attempt_at: datetime | None = None
     ) -> bool:
         check_email_state(state)
         now, next_attempt_at = utc(now), utc_or_none(next_attempt_at)
-        with self._lock:
-            self._check_open()
-            row = self._emails.get(email_id)
-            if row is None or row.email.lease_token != token or row.email.state != EMAIL_SENDING:
-                return False
-            email = attrs.evolve(
-                row.email,
-                state=state,
-                next_attempt_at=next_attempt_at,
-                last_error=row.email.last_error if error is None else error,
-                attempts=row.email.attempts if attempts is None else attempts,
-                sent_at=now if state == EMAIL_SENT else row.email.sent_at,
-            )
-            self._emails[email_id] = _Outboxed(email)
-            return True
+        row = self._emails.get(email_id)
+        if row is None or row.email.lease_token != token or row.email.state != EMAIL_SENDING:
+            return False
+        email = attrs.evolve(
+            row.email, state=state, next_attempt_at=next_attempt_at,
+            last_error=row.email.last_error if error is None else error,
+            attempts=row.email.attempts if attempts is None else attempts,
+            sent_at=now if state == EMAIL_SENT else row.email.sent_at
+        )
+        self._emails[email_id] = _Outboxed(email)
+        return True
 
-    async def list_emails(self, *, delivery_id: int | None = None, limit: int = 100) -> list[OutboxEmail]:
-        with self._lock:
-            self._check_open()
-            emails = [self._emails[i].email for i in sorted(self._emails)]
-            chosen = [e for e in emails if delivery_id is None or e.message.delivery_id == delivery_id]
-            return chosen[: max(limit, 0)]
+    @_atomic
+    def list_emails(self, *, delivery_id: int | None = None, limit: int = 100) -> list[OutboxEmail]:
+        emails = [self._emails[i].email for i in sorted(self._emails)]
+        chosen = [e for e in emails if delivery_id is None or e.message.delivery_id == delivery_id]
+        return chosen[: max(limit, 0)]
 
-    # -- audit ------------------------------------------------------------------------------------
-
-    async def add_audit(self, *, actor: str, action: str, detail: str, reason: str, now: datetime) -> None:
+    @_atomic
+    def add_audit(self, *, actor: str, action: str, detail: str, reason: str, now: datetime) -> None:
         now = utc(now)
-        with self._lock:
-            self._check_open()
-            self._audit.append(
-                AuditEntry(id=next(self._audit_ids), at=now, actor=actor, action=action, detail=detail, reason=reason)
-            )
+        self._audit.append(
+            AuditEntry(id=next(self._audit_ids), at=now, actor=actor, action=action, detail=detail, reason=reason)
+        )
 
-    async def list_audit(self, *, limit: int = 100) -> list[AuditEntry]:
-        with self._lock:
-            self._check_open()
-            return list(reversed(self._audit))[: max(limit, 0)]
+    @_atomic
+    def list_audit(self, *, limit: int = 100) -> list[AuditEntry]:
+        return list(reversed(self._audit))[: max(limit, 0)]
 
-    async def get_value(self, name: str) -> str | None:
-        with self._lock:
-            self._check_open()
-            return self._values.get(name)
+    @_atomic
+    def get_value(self, name: str) -> str | None:
+        return self._values.get(name)
 
-    async def put_value(self, name: str, value: str, *, now: datetime) -> None:
-        with self._lock:
-            self._check_open()
-            self._values[name] = value
+    @_atomic
+    def put_value(self, name: str, value: str, *, now: datetime) -> None:
+        self._values[name] = value
 
-    async def prune_history(self, *, older_than: datetime) -> int:
+    @_atomic
+    def prune_history(self, *, older_than: datetime) -> int:
         older_than = utc(older_than)
-        with self._lock:
-            self._check_open()
-            self._versions = {v: seen for v, seen in self._versions.items() if seen[2] >= older_than}
-            # As in the SQL stores: the delivery that owns a ledger row, or has an email still to
-            # send, is kept.
-            owners = {entry.delivery_id for entry in self._orders.values()}
-            unsettled = {
-                e.email.message.delivery_id for e in self._emails.values() if e.email.state not in ("sent", "unsent", "failed")
-            }
-            doomed = [
-                d.id
-                for d in self._deliveries.values()
-                if d.state in TERMINAL_STATES and d.updated_at is not None and d.updated_at < older_than
-                and d.id not in owners and d.id not in unsettled
-            ]
-            for delivery_id in doomed:
-                delivery = self._deliveries.pop(delivery_id)
-                self._ids_by_key.pop(delivery.key, None)
-            gone = set(doomed)
-            for email_id in [
-                i for i, e in self._emails.items()
-                if e.email.message.delivery_id in gone and e.email.state in ("sent", "unsent", "failed")
-            ]:
-                del self._emails[email_id]
-            return len(doomed)
+        self._versions = {v: seen for v, seen in self._versions.items() if seen[2] >= older_than}
+        # As in the SQL stores: the delivery that owns a ledger row, or has an email still to
+        # send, is kept.
+        owners = {entry.delivery_id for entry in self._orders.values()}
+        unsettled = {
+            e.email.message.delivery_id for e in self._emails.values() if e.email.state not in SETTLED_EMAIL_STATES
+        }
+        doomed = [
+            d.id
+            for d in self._deliveries.values()
+            if prunable(d.state, d.updated_at, older_than, owns_order=d.id in owners, has_unsettled_email=d.id in unsettled)
+        ]
+        for delivery_id in doomed:
+            delivery = self._deliveries.pop(delivery_id)
+            self._ids_by_key.pop(delivery.key, None)
+        gone = set(doomed)
+        for email_id in [
+            i for i, e in self._emails.items()
+            if e.email.message.delivery_id in gone and e.email.state in SETTLED_EMAIL_STATES
+        ]:
+            del self._emails[email_id]
+        return len(doomed)
 
-    # -- event versions and named leases (catch-up sync) -------------------------------------------
+    @_atomic
+    def version_seen(self, event_version: str) -> bool:
+        return event_version in self._versions
 
-    async def version_seen(self, event_version: str) -> bool:
-        with self._lock:
-            self._check_open()
-            return event_version in self._versions
-
-    async def take_lease(self, name: str, *, holder: str, now: datetime, until: datetime) -> int | None:
+    @_atomic
+    def take_lease(self, name: str, *, holder: str, now: datetime, until: datetime) -> int | None:
         now, until = utc(now), utc(until)
-        with self._lock:
-            self._check_open()
-            held = self._leases.get(name)
-            if held is not None and held[2] > now:
-                return None
-            token = (held[0] if held else 0) + 1
-            self._leases[name] = (token, holder, until)
-            return token
+        held = self._leases.get(name)
+        if held is not None and held[2] > now:
+            return None
+        token = (held[0] if held else 0) + 1
+        self._leases[name] = (token, holder, until)
+        return token
 
-    async def keep_lease(self, name: str, *, token: int, now: datetime, until: datetime) -> bool:
+    @_atomic
+    def keep_lease(self, name: str, *, token: int, now: datetime, until: datetime) -> bool:
         now, until = utc(now), utc(until)
-        with self._lock:
-            self._check_open()
-            held = self._leases.get(name)
-            if held is None or held[0] != token or held[2] <= now:
-                return False
-            self._leases[name] = (token, held[1], until)
-            return True
+        held = self._leases.get(name)
+        if held is None or held[0] != token or held[2] <= now:
+            return False
+        self._leases[name] = (token, held[1], until)
+        return True
 
-    async def end_lease(self, name: str, *, token: int, now: datetime, value_name: str, value: str) -> bool:
+    @_atomic
+    def end_lease(self, name: str, *, token: int, now: datetime, value_name: str, value: str) -> bool:
         now = utc(now)
-        with self._lock:
-            self._check_open()
-            held = self._leases.get(name)
-            if held is None or held[0] != token:
-                return False
-            self._leases[name] = (token, held[1], now)
-            self._values[value_name] = value
-            return True
-
-    # -- helpers (called with the lock held) ------------------------------------------------------
+        held = self._leases.get(name)
+        if held is None or held[0] != token:
+            return False
+        self._leases[name] = (token, held[1], now)
+        self._values[value_name] = value
+        return True
 
     def _get(self, delivery_id: int) -> Delivery:
         delivery = self._deliveries.get(delivery_id)
@@ -562,13 +474,11 @@ class MemoryStore:
 
 
 def _leased(delivery: Delivery, now: datetime) -> bool:
-    """Whether a worker currently owns the delivery."""
-    return delivery.state == PROCESSING and delivery.lease_until is not None and delivery.lease_until >= now
+    return leased(delivery.state, delivery.lease_until, now)
 
 
 def _holds_lease(delivery: Delivery, token: int) -> bool:
-    """The fence for commits: the token is current and nobody moved the delivery on."""
-    return delivery.state == PROCESSING and delivery.lease_token == token
+    return holds_lease(delivery.state, delivery.lease_token, token)
 
 
 def _holds_live_lease(delivery: Delivery, token: int, now: datetime) -> bool:
@@ -576,22 +486,8 @@ def _holds_live_lease(delivery: Delivery, token: int, now: datetime) -> bool:
 
 
 def _claimable(delivery: Delivery, now: datetime) -> bool:
-    # A missing next_attempt_at or lease_until counts as "due": a row must never be stuck for good.
-    if delivery.state == QUEUED:
-        return True
-    if delivery.state == RETRYING:
-        return delivery.next_attempt_at is None or delivery.next_attempt_at <= now
-    if delivery.state == PROCESSING:
-        return delivery.lease_until is None or delivery.lease_until < now
-    return False
+    return due(delivery.state, delivery.next_attempt_at, delivery.lease_until, now)
 
 
 def _email_claimable(row: _Outboxed, now: datetime) -> bool:
-    email = row.email
-    if email.state == EMAIL_PENDING:
-        return True
-    if email.state == EMAIL_RETRYING:
-        return email.next_attempt_at is None or email.next_attempt_at <= now
-    if email.state == EMAIL_SENDING:
-        return row.lease_until is None or row.lease_until < now
-    return False
+    return due(row.email.state, row.email.next_attempt_at, row.lease_until, now)

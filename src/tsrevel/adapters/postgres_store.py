@@ -6,16 +6,17 @@ deliveries of one event; migrations run under an advisory lock, so replicas star
 apply each one exactly once. Nothing is cached in memory: another replica may change any row.
 """
 
+
 from __future__ import annotations
 
 import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection, sql
@@ -23,71 +24,19 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from tsrevel.adapters.store_common import (
-    NOTE_CLAIMED,
-    StoreOutage,
-    NOTE_TAKEN_OVER,
-    UTC,
-    check_email_state,
-    check_finish_state,
-    check_new_state,
-    check_replayable,
-    intake_note,
-    missing_delivery,
-    utc,
-    utc_or_none,
-)
-from tsrevel.domain.deliveries import (
-    DISCARDABLE_STATES,
-    DONE,
-    IGNORED,
-    LEDGER_CREATED,
-    LEDGER_PENDING,
-    PENDING_STATES,
-    PROCESSING,
-    QUEUED,
-    REPLAYABLE_STATES,
-    RETRYING,
-    TERMINAL_STATES,
-    Delivery,
-    LedgerEntry,
-    NewDelivery,
-    TimelineEntry,
-)
-from tsrevel.domain.deliveries import SOURCE_WEBHOOK, duplicate_by_version
+from tsrevel.adapters.sql_rows import delivery_from_row, get_delivery, literals
+from tsrevel.adapters.sql_schema import migrations
+from tsrevel.adapters.sql_operations import CLAIMABLE, insert_delivery
+from tsrevel.adapters.sql_store import Op, SqlStore, check_new
+from tsrevel.adapters.store_common import StoreOutage, utc
+from tsrevel.domain.deliveries import PROCESSING, SOURCE_WEBHOOK, Delivery, NewDelivery, TimelineEntry
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable
-from tsrevel.domain.orders import OrderRef
-from tsrevel.domain.ports import (
-    BUSY,
-    EMAIL_FAILED,
-    EMAIL_PENDING,
-    EMAIL_RETRYING,
-    EMAIL_SENDING,
-    EMAIL_SENT,
-    EMAIL_UNSENT,
-    EXISTING,
-    RESERVED,
-    AuditEntry,
-    EmailMessage,
-    FlagOverrides,
-    OutboxEmail,
-    Reservation,
-)
+from tsrevel.domain.store_rules import NOTE_CLAIMED, NOTE_TAKEN_OVER, intake_note
 
+T = TypeVar("T")
 URL_PREFIXES = ("postgresql://", "postgres://")
+(_PROCESSING,) = literals((PROCESSING,))
 
-
-def _literal(state: str) -> str:
-    """A state as an SQL literal; states are fixed lower-case words from the domain, never input."""
-    if not re.fullmatch(r"[a-z_]+", state):
-        raise ValueError(f"state {state!r} cannot be written as a plain SQL literal")
-    return f"'{state}'"
-
-
-_QUEUED, _RETRYING, _PROCESSING = _literal(QUEUED), _literal(RETRYING), _literal(PROCESSING)
-_EMAIL_PENDING, _EMAIL_RETRYING, _EMAIL_SENDING = (
-    _literal(EMAIL_PENDING), _literal(EMAIL_RETRYING), _literal(EMAIL_SENDING)
-)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # Advisory lock keys (the two-int4 form, so they never meet a one-bigint lock another app may take).
@@ -97,110 +46,7 @@ _EVENT_LOCK_CLASS = 0x74730002  # second key: hashtext(event_id)
 # Pruning deletes in batches, so a first prune of a big backlog never holds locks for long.
 _PRUNE_BATCH = 2000
 
-# The same schema versions as the SQLite store, in PostgreSQL's dialect. orders.delivery_id and
-# emails.delivery_id deliberately have no foreign key: pruning old deliveries must keep the ledger
-# (it is what prevents a second order) and any email still waiting to be sent.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE deliveries (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            key TEXT NOT NULL UNIQUE,
-            body BYTEA NOT NULL,
-            correlation_id TEXT NOT NULL,
-            received_at TIMESTAMPTZ NOT NULL,
-            trigger_type TEXT,
-            event_id TEXT,
-            state TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at TIMESTAMPTZ,
-            last_error TEXT,
-            order_reference TEXT,
-            result TEXT,
-            lease_token BIGINT NOT NULL DEFAULT 0,
-            lease_until TIMESTAMPTZ,
-            updated_at TIMESTAMPTZ NOT NULL,
-            header_names JSONB NOT NULL DEFAULT '[]'
-        )""",
-        "CREATE INDEX deliveries_by_state ON deliveries (state, id)",
-        "CREATE INDEX deliveries_by_event ON deliveries (event_id, state)",
-        # Only pending rows, in arrival order: a claim walks it instead of sorting the whole backlog.
-        f"CREATE INDEX deliveries_claimable ON deliveries (id) WHERE state IN ({_QUEUED}, {_RETRYING}, {_PROCESSING})",
-        """CREATE TABLE timeline (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            delivery_id BIGINT NOT NULL REFERENCES deliveries (id),
-            at TIMESTAMPTZ NOT NULL,
-            state TEXT NOT NULL,
-            note TEXT NOT NULL
-        )""",
-        "CREATE INDEX timeline_by_delivery ON timeline (delivery_id, id)",
-        """CREATE TABLE orders (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            event_id TEXT NOT NULL UNIQUE,
-            reference TEXT NOT NULL,
-            establishment_id BIGINT NOT NULL,
-            delivery_id BIGINT NOT NULL,
-            state TEXT NOT NULL CHECK (state IN ('pending', 'created')),
-            revel_order_id BIGINT,
-            revel_uri TEXT,
-            snapshot TEXT,
-            created_at TIMESTAMPTZ NOT NULL,
-            updated_at TIMESTAMPTZ NOT NULL
-        )""",
-        """CREATE TABLE flags (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            enable_connector BOOLEAN,
-            dry_run BOOLEAN,
-            actor TEXT,
-            reason TEXT,
-            updated_at TIMESTAMPTZ
-        )""",
-        """CREATE TABLE emails (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            delivery_id BIGINT,
-            correlation_id TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            subject TEXT NOT NULL,
-            text TEXT NOT NULL,
-            recipients JSONB NOT NULL,
-            state TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at TIMESTAMPTZ,
-            last_error TEXT,
-            created_at TIMESTAMPTZ NOT NULL,
-            sent_at TIMESTAMPTZ,
-            lease_token BIGINT NOT NULL DEFAULT 0,
-            lease_until TIMESTAMPTZ
-        )""",
-        "CREATE INDEX emails_by_state ON emails (state, id)",
-        f"CREATE INDEX emails_claimable ON emails (id) WHERE state IN ({_EMAIL_PENDING}, {_EMAIL_RETRYING}, {_EMAIL_SENDING})",
-        "CREATE INDEX emails_by_delivery ON emails (delivery_id, id)",
-        """CREATE TABLE audit (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            at TIMESTAMPTZ NOT NULL,
-            actor TEXT NOT NULL,
-            action TEXT NOT NULL,
-            detail TEXT NOT NULL,
-            reason TEXT NOT NULL
-        )""",
-        "CREATE TABLE heartbeat (id INTEGER PRIMARY KEY CHECK (id = 1), at TIMESTAMPTZ NOT NULL)",
-    ),
-    (
-        # Small named values that must survive restarts (e.g. a rotated OAuth refresh token).
-        "CREATE TABLE kv (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",
-        "CREATE INDEX deliveries_by_updated ON deliveries (updated_at)",
-    ),
-    (
-        # Catch-up sync: how each delivery came, the event versions seen, and named leases (one poll at a time).
-        "ALTER TABLE deliveries ADD COLUMN source TEXT NOT NULL DEFAULT 'webhook'",
-        """CREATE TABLE event_versions (
-            version TEXT PRIMARY KEY,
-            source TEXT NOT NULL,
-            delivery_id BIGINT,
-            seen_at TIMESTAMPTZ NOT NULL
-        )""",
-        "CREATE TABLE leases (name TEXT PRIMARY KEY, token BIGINT NOT NULL, holder TEXT NOT NULL, until TIMESTAMPTZ NOT NULL)",
-    ),
-)
+MIGRATIONS = migrations("postgresql")  # the one schema definition: adapters/sql_schema.py
 
 
 # Driver errors that mean "the database cannot take this call now": unreachable, shut down, out of
@@ -226,7 +72,8 @@ def check_url(url: str) -> str:
     return url
 
 
-class PostgresStore:
+
+class PostgresStore(SqlStore):
     """Deliveries, the order ledger, flags, the email outbox and audit in one PostgreSQL schema.
 
     ``schema``: keep the tables in this schema (created by migrate()) instead of the first one on
@@ -292,12 +139,6 @@ class PostgresStore:
                 await self._pool.close()
                 self._pool = None
 
-    async def check_writable(self) -> None:
-        """Write the heartbeat row; raises StoreUnavailable when the database cannot take a write."""
-        async with self._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO heartbeat (id, at) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET at = excluded.at"
-            )
 
     async def probe(self, *, within_s: float) -> None:
         """Connect once, trying again until within_s has passed; StoreUnavailable with the last reason and the bound.
@@ -332,9 +173,9 @@ class PostgresStore:
     # -- deliveries -------------------------------------------------------------------------------
 
     async def add_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]:
-        check_new_state(new.state)
+        check_new(new)
         if new.source != SOURCE_WEBHOOK or new.event_version is not None:
-            return await self._add_sourced_delivery(new)
+            return await self._write(insert_delivery, new)
         received_at = utc(new.received_at)
         note = intake_note(new)
         async with self._connection() as conn:
@@ -368,42 +209,10 @@ class PostgresStore:
                 },
             )
             if row is not None:
-                return _delivery(row, (TimelineEntry(at=received_at, state=new.state, note=note),)), True
+                return delivery_from_row(row, (TimelineEntry(at=received_at, state=new.state, note=note),)), True
             existing = await _one(conn, "SELECT id FROM deliveries WHERE key = %s", (new.key,))
             assert existing is not None  # the conflicting row is committed, or we would have inserted
-            return await _get_delivery(conn, existing["id"]), False
-
-    async def get_delivery(self, delivery_id: int) -> Delivery:
-        async with self._connection() as conn:
-            return await _get_delivery(conn, delivery_id)
-
-    async def list_deliveries(
-        self, *, state: str | None = None, limit: int = 50, event_id: str | None = None, before_id: int | None = None
-    ) -> list[Delivery]:
-        where, args = ["TRUE"], []
-        for clause, value in (("state = %s", state), ("event_id = %s", event_id), ("id < %s", before_id)):
-            if value is not None:
-                where.append(clause)
-                args.append(value)
-        async with self._connection() as conn:
-            rows = await _all(
-                conn, f"SELECT * FROM deliveries WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s", (*args, max(limit, 0))
-            )
-            return [_delivery(row, ()) for row in rows]
-
-    async def count_by_state(self) -> dict[str, int]:
-        async with self._connection() as conn:
-            rows = await _all(conn, "SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
-            return {row["state"]: row["n"] for row in rows}
-
-    async def oldest_pending(self) -> datetime | None:
-        async with self._connection() as conn:
-            row = await _one(
-                conn, "SELECT MIN(received_at) AS oldest FROM deliveries WHERE state = ANY(%s)", (sorted(PENDING_STATES),)
-            )
-            return _time_or_none(row["oldest"]) if row else None
-
-    # -- the worker's lease -----------------------------------------------------------------------
+            return await get_delivery(_PgDb(conn), existing["id"]), False
 
     async def claim_delivery(
         self, *, now: datetime, lease_until: datetime, delivery_id: int | None = None
@@ -412,487 +221,19 @@ class PostgresStore:
         async with self._transaction() as conn:
             return await _claim_delivery(conn, now, lease_until, delivery_id)
 
-    async def add_note(self, delivery_id: int, *, token: int, now: datetime, note: str) -> bool:
-        now = utc(now)
+    @property
+    def _prune_batch(self) -> int:  # type: ignore[override]
+        return _PRUNE_BATCH  # read at each prune, so a test can make batches small
+
+    async def _write(self, op: Op[T], *args: Any) -> T:
         async with self._transaction() as conn:
-            # The row lock orders this note against a takeover: it sees either the old lease or the new.
-            row = await _one(
-                conn,
-                """SELECT 1 FROM deliveries
-                   WHERE id = %s AND lease_token = %s AND state = %s AND lease_until >= %s
-                   FOR UPDATE""",
-                (delivery_id, token, PROCESSING, now),
-            )
-            if row is None:
-                return False
-            await _add_timeline(conn, delivery_id, now, PROCESSING, note)
-            return True
+            return await op(_PgDb(conn), *args)
 
-    async def finish(
-        self,
-        delivery_id: int,
-        *,
-        token: int,
-        state: str,
-        now: datetime,
-        note: str,
-        error: str | None = None,
-        attempts: int | None = None,
-        next_attempt_at: datetime | None = None,
-        result: str | None = None,
-        order_reference: str | None = None,
-        emails: Sequence[EmailMessage] = (),
-        release_event_id: str | None = None,
-    ) -> bool:
-        check_finish_state(state)
-        now, next_attempt_at = utc(now), utc_or_none(next_attempt_at)
-        async with self._transaction() as conn:
-            row = await _one(
-                conn,
-                """UPDATE deliveries
-                   SET state = %(state)s,
-                       last_error = COALESCE(%(error)s, last_error),
-                       attempts = COALESCE(%(attempts)s::integer, attempts),
-                       next_attempt_at = %(next_attempt_at)s,
-                       result = COALESCE(%(result)s, result),
-                       order_reference = COALESCE(%(order_reference)s, order_reference),
-                       updated_at = %(now)s,
-                       lease_until = NULL
-                   WHERE id = %(id)s AND lease_token = %(token)s AND state = %(processing)s
-                   RETURNING id""",
-                {
-                    "state": state,
-                    "error": error,
-                    "attempts": attempts,
-                    "next_attempt_at": next_attempt_at,
-                    "result": result,
-                    "order_reference": order_reference,
-                    "now": now,
-                    "id": delivery_id,
-                    "token": token,
-                    "processing": PROCESSING,
-                },
-            )
-            if row is None:
-                return False
-            await _add_timeline(conn, delivery_id, now, state, note)
-            await _add_emails(conn, emails, now)
-            if release_event_id is not None:
-                await conn.execute(
-                    "DELETE FROM orders WHERE event_id = %s AND state = %s AND delivery_id = %s",
-                    (release_event_id, LEDGER_PENDING, delivery_id),
-                )
-            return True
-
-    # -- the order ledger -------------------------------------------------------------------------
-
-    async def reserve_order(
-        self, *, event_id: str, reference: str, establishment_id: int, delivery_id: int, token: int, now: datetime
-    ) -> Reservation:
-        now = utc(now)
-        async with self._transaction() as conn:
-            if not await _lock_lease(conn, delivery_id, token):
-                return Reservation(outcome=BUSY)
-            inserted = await _one(
-                conn,
-                """INSERT INTO orders (event_id, reference, establishment_id, delivery_id, state, created_at, updated_at)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (event_id) DO NOTHING
-                   RETURNING id""",
-                (event_id, reference, establishment_id, delivery_id, LEDGER_PENDING, now, now),
-            )
-            entry = await _locked_order(conn, event_id)
-            assert entry is not None  # inserted just now, or there already (and the ledger is never pruned)
-            if inserted is not None or (entry.state == LEDGER_PENDING and entry.delivery_id == delivery_id):
-                return Reservation(outcome=RESERVED, entry=entry)
-            if entry.state == LEDGER_CREATED:
-                return Reservation(outcome=EXISTING, entry=entry)
-            owner_leased = await _one(
-                conn,
-                "SELECT 1 FROM deliveries WHERE id = %s AND state = %s AND lease_until >= %s",
-                (entry.delivery_id, PROCESSING, now),
-            )
-            if owner_leased is not None:
-                return Reservation(outcome=BUSY, entry=entry)
-            # The owner finished, died or is waiting to retry: its slot passes to this delivery.
-            # reference and establishment stay, so the caller looks where a lost create may have gone.
-            row = await _one(
-                conn,
-                "UPDATE orders SET delivery_id = %s, updated_at = %s WHERE event_id = %s RETURNING *",
-                (delivery_id, now, event_id),
-            )
-            assert row is not None
-            return Reservation(outcome=RESERVED, entry=_ledger_entry(row))
-
-    async def complete_order(
-        self,
-        *,
-        event_id: str,
-        delivery_id: int,
-        token: int,
-        ref: OrderRef,
-        snapshot: str,
-        now: datetime,
-        note: str,
-        emails: Sequence[EmailMessage] = (),
-    ) -> bool:
-        now = utc(now)
-        async with self._transaction() as conn:
-            if not await _lock_lease(conn, delivery_id, token):
-                return False
-            entry = await _locked_order(conn, event_id)
-            if entry is None or entry.delivery_id != delivery_id:
-                return False
-            await conn.execute(
-                """UPDATE orders SET state = %s, revel_order_id = %s, revel_uri = %s, snapshot = %s, updated_at = %s
-                   WHERE event_id = %s""",
-                (LEDGER_CREATED, ref.order_id, ref.resource_uri, snapshot, now, event_id),
-            )
-            await conn.execute(
-                """UPDATE deliveries SET state = %s, order_reference = %s, lease_until = NULL, updated_at = %s
-                   WHERE id = %s""",
-                (DONE, entry.reference, now, delivery_id),
-            )
-            await _add_timeline(conn, delivery_id, now, DONE, note)
-            await _add_emails(conn, emails, now)
-            return True
-
-    async def get_order(self, event_id: str) -> LedgerEntry | None:
+    async def _read(self, op: Op[T], *args: Any) -> T:
+        # Autocommit: each statement is its own snapshot (a delivery and its timeline are read in one).
         async with self._connection() as conn:
-            row = await _one(conn, "SELECT * FROM orders WHERE event_id = %s", (event_id,))
-            return None if row is None else _ledger_entry(row)
+            return await op(_PgDb(conn), *args)
 
-    async def list_orders(self, *, limit: int = 100) -> list[LedgerEntry]:
-        async with self._connection() as conn:
-            rows = await _all(conn, "SELECT * FROM orders ORDER BY id DESC LIMIT %s", (max(limit, 0),))
-            return [_ledger_entry(row) for row in rows]
-
-    async def forget_order(self, event_id: str) -> bool:
-        async with self._transaction() as conn:
-            return await _one(conn, "DELETE FROM orders WHERE event_id = %s RETURNING id", (event_id,)) is not None
-
-    # -- replay -----------------------------------------------------------------------------------
-
-    async def replay_delivery(self, delivery_id: int, *, now: datetime, note: str) -> bool:
-        now = utc(now)
-        async with self._transaction() as conn:
-            row = await _one(conn, "SELECT state FROM deliveries WHERE id = %s FOR UPDATE", (delivery_id,))
-            if row is None:
-                raise missing_delivery(delivery_id)
-            if row["state"] not in REPLAYABLE_STATES:
-                return False
-            await _requeue(conn, [delivery_id], now, note)
-            return True
-
-    async def replay_state(self, state: str, *, now: datetime, note: str) -> int:
-        check_replayable(state)
-        now = utc(now)
-        async with self._transaction() as conn:
-            rows = await _all(conn, "SELECT id FROM deliveries WHERE state = %s ORDER BY id FOR UPDATE", (state,))
-            ids = [row["id"] for row in rows]
-            await _requeue(conn, ids, now, note)
-            return len(ids)
-
-    async def discard_delivery(self, delivery_id: int, *, now: datetime, note: str) -> bool:
-        now = utc(now)
-        async with self._transaction() as conn:
-            row = await _one(conn, "SELECT state FROM deliveries WHERE id = %s FOR UPDATE", (delivery_id,))
-            if row is None:
-                raise missing_delivery(delivery_id)
-            if row["state"] not in DISCARDABLE_STATES:
-                return False
-            await conn.execute(
-                "UPDATE deliveries SET state = %s, next_attempt_at = NULL, lease_until = NULL, updated_at = %s WHERE id = %s",
-                (IGNORED, now, delivery_id),
-            )
-            await _add_timeline(conn, delivery_id, now, IGNORED, note)
-            return True
-
-    # -- flags ------------------------------------------------------------------------------------
-
-    async def get_flags(self) -> FlagOverrides:
-        # Read from the database every time: that is how a flip on one replica reaches all of them.
-        async with self._connection() as conn:
-            return await _get_flags(conn)
-
-    async def set_flags(
-        self, *, enable_connector: bool | None, dry_run: bool | None, actor: str, reason: str, now: datetime
-    ) -> FlagOverrides:
-        now = utc(now)
-        async with self._transaction() as conn:
-            await conn.execute(
-                """INSERT INTO flags (id, enable_connector, dry_run, actor, reason, updated_at)
-                   VALUES (1, %s, %s, %s, %s, %s)
-                   ON CONFLICT (id) DO UPDATE SET
-                       enable_connector = COALESCE(excluded.enable_connector, flags.enable_connector),
-                       dry_run = COALESCE(excluded.dry_run, flags.dry_run),
-                       actor = excluded.actor, reason = excluded.reason, updated_at = excluded.updated_at""",
-                (enable_connector, dry_run, actor, reason, now),
-            )
-            return await _get_flags(conn)
-
-    async def clear_flags(self, *, actor: str, reason: str, now: datetime) -> None:
-        now = utc(now)
-        async with self._transaction() as conn:
-            await conn.execute(
-                """INSERT INTO flags (id, enable_connector, dry_run, actor, reason, updated_at)
-                   VALUES (1, NULL, NULL, %s, %s, %s)
-                   ON CONFLICT (id) DO UPDATE SET
-                       enable_connector = NULL, dry_run = NULL,
-                       actor = excluded.actor, reason = excluded.reason, updated_at = excluded.updated_at""",
-                (actor, reason, now),
-            )
-
-    # -- the email outbox -------------------------------------------------------------------------
-
-    async def claim_email(self, *, now: datetime, lease_until: datetime) -> OutboxEmail | None:
-        now, lease_until = utc(now), utc(lease_until)
-        async with self._transaction() as conn:
-            row = await _one(
-                conn,
-                f"""UPDATE emails SET state = {_EMAIL_SENDING}, lease_token = lease_token + 1, lease_until = %(lease_until)s
-                   WHERE id = (
-                       SELECT id FROM emails
-                       WHERE state IN ({_EMAIL_PENDING}, {_EMAIL_RETRYING}, {_EMAIL_SENDING})
-                         AND (state = {_EMAIL_PENDING}
-                              OR (state = {_EMAIL_RETRYING} AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s))
-                              OR (state = {_EMAIL_SENDING} AND (lease_until IS NULL OR lease_until < %(now)s)))
-                       ORDER BY id
-                       LIMIT 1
-                       FOR UPDATE SKIP LOCKED)
-                   RETURNING *""",
-                {"now": now, "lease_until": lease_until},
-            )
-            return None if row is None else _outbox_email(row)
-
-    async def finish_email(
-        self,
-        email_id: int,
-        *,
-        token: int,
-        state: str,
-        now: datetime,
-        error: str | None = None,
-        attempts: int | None = None,
-        next_attempt_at: datetime | None = None,
-    ) -> bool:
-        check_email_state(state)
-        now, next_attempt_at = utc(now), utc_or_none(next_attempt_at)
-        async with self._transaction() as conn:
-            row = await _one(
-                conn,
-                """UPDATE emails
-                   SET state = %(state)s,
-                       last_error = COALESCE(%(error)s, last_error),
-                       attempts = COALESCE(%(attempts)s::integer, attempts),
-                       next_attempt_at = %(next_attempt_at)s,
-                       sent_at = CASE WHEN %(state)s = %(sent)s THEN %(now)s ELSE sent_at END,
-                       lease_until = NULL
-                   WHERE id = %(id)s AND lease_token = %(token)s AND state = %(sending)s
-                   RETURNING id""",
-                {
-                    "state": state,
-                    "error": error,
-                    "attempts": attempts,
-                    "next_attempt_at": next_attempt_at,
-                    "sent": EMAIL_SENT,
-                    "now": now,
-                    "id": email_id,
-                    "token": token,
-                    "sending": EMAIL_SENDING,
-                },
-            )
-            return row is not None
-
-    async def list_emails(self, *, delivery_id: int | None = None, limit: int = 100) -> list[OutboxEmail]:
-        async with self._connection() as conn:
-            if delivery_id is None:
-                rows = await _all(conn, "SELECT * FROM emails ORDER BY id LIMIT %s", (max(limit, 0),))
-            else:
-                rows = await _all(
-                    conn, "SELECT * FROM emails WHERE delivery_id = %s ORDER BY id LIMIT %s", (delivery_id, max(limit, 0))
-                )
-            return [_outbox_email(row) for row in rows]
-
-    # -- audit ------------------------------------------------------------------------------------
-
-    async def add_audit(self, *, actor: str, action: str, detail: str, reason: str, now: datetime) -> None:
-        now = utc(now)
-        async with self._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO audit (at, actor, action, detail, reason) VALUES (%s, %s, %s, %s, %s)",
-                (now, actor, action, detail, reason),
-            )
-
-    async def list_audit(self, *, limit: int = 100) -> list[AuditEntry]:
-        async with self._connection() as conn:
-            rows = await _all(conn, "SELECT * FROM audit ORDER BY id DESC LIMIT %s", (max(limit, 0),))
-            return [
-                AuditEntry(
-                    id=row["id"],
-                    at=_time(row["at"]),
-                    actor=row["actor"],
-                    action=row["action"],
-                    detail=row["detail"],
-                    reason=row["reason"],
-                )
-                for row in rows
-            ]
-
-    # -- named values and pruning -----------------------------------------------------------------
-
-    async def get_value(self, name: str) -> str | None:
-        async with self._connection() as conn:
-            row = await _one(conn, "SELECT value FROM kv WHERE name = %s", (name,))
-            return None if row is None else row["value"]
-
-    async def put_value(self, name: str, value: str, *, now: datetime) -> None:
-        now = utc(now)
-        async with self._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO kv (name, value, updated_at) VALUES (%s, %s, %s) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                (name, value, now),
-            )
-
-    # -- event versions and named leases (catch-up sync) -------------------------------------------
-
-    async def _add_sourced_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]:
-        """Store a delivery with its source, and its event version in the same transaction (first one wins).
-
-        A concurrent insert of the same version waits on the version row's key until the first
-        transaction commits, then sees its delivery: a webhook and a poll of one version make one delivery.
-        """
-        received_at = utc(new.received_at)
-        note = intake_note(new)
-        async with self._transaction() as conn:
-            first = False
-            if new.event_version is not None:
-                first = await _one(
-                    conn,
-                    "INSERT INTO event_versions (version, source, seen_at) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (version) DO NOTHING RETURNING version",
-                    (new.event_version, new.source, received_at),
-                ) is not None
-                if not first:
-                    seen = await _one(
-                        conn,
-                        "SELECT v.source, d.id FROM event_versions v JOIN deliveries d ON d.id = v.delivery_id WHERE v.version = %s",
-                        (new.event_version,),
-                    )
-                    if seen is not None and duplicate_by_version(new.source, seen["source"]):
-                        return await _get_delivery(conn, seen["id"]), False
-            # One statement: the delivery, its first timeline note, and (when this is the version's first
-            # delivery) the version row's pointer to it; the stored row comes back, so no second read.
-            row = await _one(
-                conn,
-                """WITH inserted AS (
-                       INSERT INTO deliveries (key, body, correlation_id, received_at, trigger_type, event_id, state,
-                                               last_error, updated_at, header_names, source)
-                       VALUES (%(key)s, %(body)s, %(cid)s, %(at)s, %(trigger)s, %(event)s, %(state)s, %(error)s, %(at)s,
-                               %(headers)s::jsonb, %(source)s)
-                       ON CONFLICT (key) DO NOTHING
-                       RETURNING *
-                   ), noted AS (
-                       INSERT INTO timeline (delivery_id, at, state, note)
-                       SELECT id, %(at)s, %(state)s, %(note)s FROM inserted
-                   ), pointed AS (
-                       UPDATE event_versions SET delivery_id = (SELECT id FROM inserted)
-                       WHERE %(first)s AND version = %(version)s AND EXISTS (SELECT 1 FROM inserted)
-                   )
-                   SELECT * FROM inserted""",
-                {
-                    "key": new.key, "body": new.body, "cid": new.correlation_id, "at": received_at,
-                    "trigger": new.trigger_type, "event": new.event_id, "state": new.state, "error": new.error,
-                    "headers": json.dumps(list(new.header_names)), "source": new.source, "note": note,
-                    "first": first, "version": new.event_version,
-                },
-            )
-            if row is not None:
-                return _delivery(row, (TimelineEntry(at=received_at, state=new.state, note=note),)), True
-            existing = await _one(conn, "SELECT id FROM deliveries WHERE key = %s", (new.key,))
-            assert existing is not None  # the conflicting row is committed, or we would have inserted
-            if first:
-                await conn.execute("UPDATE event_versions SET delivery_id = %s WHERE version = %s", (existing["id"], new.event_version))
-            return await _get_delivery(conn, existing["id"]), False
-
-    async def _prune_versions(self, older_than: datetime) -> None:
-        """Forget event versions first seen before older_than (prune_history calls it)."""
-        async with self._transaction() as conn:
-            await conn.execute("DELETE FROM event_versions WHERE seen_at < %s", (older_than,))
-
-    async def version_seen(self, event_version: str) -> bool:
-        async with self._connection() as conn:
-            return await _one(conn, "SELECT 1 FROM event_versions WHERE version = %s", (event_version,)) is not None
-
-    async def take_lease(self, name: str, *, holder: str, now: datetime, until: datetime) -> int | None:
-        async with self._transaction() as conn:
-            row = await _one(
-                conn,
-                """INSERT INTO leases (name, token, holder, until) VALUES (%s, 1, %s, %s)
-                   ON CONFLICT (name) DO UPDATE SET token = leases.token + 1, holder = excluded.holder, until = excluded.until
-                   WHERE leases.until <= %s
-                   RETURNING token""",
-                (name, holder, utc(until), utc(now)),
-            )
-            return None if row is None else int(row["token"])
-
-    async def keep_lease(self, name: str, *, token: int, now: datetime, until: datetime) -> bool:
-        async with self._transaction() as conn:
-            cur = await conn.execute(
-                "UPDATE leases SET until = %s WHERE name = %s AND token = %s AND until > %s", (utc(until), name, token, utc(now))
-            )
-            return cur.rowcount == 1
-
-    async def end_lease(self, name: str, *, token: int, now: datetime, value_name: str, value: str) -> bool:
-        now = utc(now)
-        async with self._transaction() as conn:
-            cur = await conn.execute("UPDATE leases SET until = %s WHERE name = %s AND token = %s", (now, name, token))
-            if cur.rowcount != 1:
-                return False
-            await conn.execute(
-                "INSERT INTO kv (name, value, updated_at) VALUES (%s, %s, %s) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                (value_name, value, now),
-            )
-            return True
-
-    async def prune_history(self, *, older_than: datetime) -> int:
-        """Delete terminal deliveries last touched before older_than, with their timelines and settled emails.
-
-        Pending deliveries, the order ledger (it is what prevents a second order) and the audit log
-        are never pruned; emails still waiting to be sent are kept. Works in batches, each its own
-        transaction, so replicas keep working while a large backlog is pruned.
-        """
-        older_than = utc(older_than)
-        await self._prune_versions(older_than)
-        total = 0
-        while True:
-            async with self._transaction() as conn:
-                # Locked rows are being replayed right now: leave them for the next prune.
-                rows = await _all(
-                    conn,
-                    # As in every store: the delivery that owns a ledger row, or has an email still
-                    # to send, is kept, so the ledger and the outbox always point at a real delivery.
-                    """SELECT id FROM deliveries AS d WHERE state = ANY(%s) AND updated_at < %s
-                         AND NOT EXISTS (SELECT 1 FROM orders AS o WHERE o.delivery_id = d.id)
-                         AND NOT EXISTS (SELECT 1 FROM emails AS e WHERE e.delivery_id = d.id AND NOT (e.state = ANY(%s)))
-                       ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""",
-                    (sorted(TERMINAL_STATES), older_than, [EMAIL_SENT, EMAIL_UNSENT, EMAIL_FAILED], _PRUNE_BATCH),
-                )
-                ids = [row["id"] for row in rows]
-                if ids:
-                    await conn.execute("DELETE FROM timeline WHERE delivery_id = ANY(%s)", (ids,))
-                    await conn.execute(
-                        "DELETE FROM emails WHERE delivery_id = ANY(%s) AND state = ANY(%s)",
-                        (ids, [EMAIL_SENT, EMAIL_UNSENT, EMAIL_FAILED]),
-                    )
-                    await conn.execute("DELETE FROM deliveries WHERE id = ANY(%s)", (ids,))
-            total += len(ids)
-            if len(ids) < _PRUNE_BATCH:
-                return total
-
-    # -- connections ------------------------------------------------------------------------------
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection[DictRow]]:
@@ -1010,16 +351,7 @@ async def _apply_next_migration(conn: AsyncConnection[DictRow], schema: str | No
 # A missing next_attempt_at or lease_until counts as "due": a row must never be stuck for good.
 # States are literals, not parameters, so that even a generic (prepared) plan can use the partial
 # index of pending rows and walk it in id order instead of sorting the whole backlog.
-_CLAIMABLE = f"""
-    d.state IN ({_QUEUED}, {_RETRYING}, {_PROCESSING})
-    AND (d.state = {_QUEUED}
-         OR (d.state = {_RETRYING} AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= %(now)s))
-         OR (d.state = {_PROCESSING} AND (d.lease_until IS NULL OR d.lease_until < %(now)s)))
-    AND NOT EXISTS (
-         SELECT 1 FROM deliveries AS other
-         WHERE other.event_id = d.event_id AND other.id <> d.id
-           AND other.state = {_PROCESSING} AND other.lease_until >= %(now)s)
-"""
+_CLAIMABLE = CLAIMABLE
 # The oldest unlocked candidate past `after`, row-locked (so racing claimers each get a different
 # one), and for an event a try at its advisory lock, in one round trip. A subquery with LIMIT is
 # never flattened, so the lock is tried for the one row returned only.
@@ -1086,174 +418,33 @@ async def _claim_delivery(
         taken = await _one(conn, _TAKE, {**params, "id": candidate["id"]})
         if taken is None:
             continue  # another delivery of its event was leased and committed before we got the lock
-        return await _get_delivery(conn, candidate["id"])
+        return await get_delivery(_PgDb(conn), candidate["id"])
 
 
-async def _lock_lease(conn: AsyncConnection[DictRow], delivery_id: int, token: int) -> bool:
-    """The fence for commits: the token is current and nobody moved the delivery on (row locked until commit)."""
-    row = await _one(
-        conn,
-        "SELECT 1 FROM deliveries WHERE id = %s AND lease_token = %s AND state = %s FOR UPDATE",
-        (delivery_id, token, PROCESSING),
-    )
-    return row is not None
+class _PgDb:
+    """The Db protocol over one psycopg connection."""
 
+    __slots__ = ("_conn",)
 
-async def _locked_order(conn: AsyncConnection[DictRow], event_id: str) -> LedgerEntry | None:
-    row = await _one(conn, "SELECT * FROM orders WHERE event_id = %s FOR UPDATE", (event_id,))
-    return None if row is None else _ledger_entry(row)
+    def __init__(self, conn: AsyncConnection[DictRow]) -> None:
+        self._conn = conn
 
+    async def one(self, query: Any, params: Any = ()) -> DictRow | None:
+        return await _one(self._conn, query, params or None)
 
-# -- shared writes -------------------------------------------------------------------------------
+    async def all(self, query: Any, params: Any = ()) -> list[DictRow]:
+        cur = await self._conn.execute(query, params or None)
+        return await cur.fetchall()
 
+    async def run(self, query: Any, params: Any = ()) -> int:
+        cur = await self._conn.execute(query, params or None)
+        return cur.rowcount
 
-async def _add_timeline(conn: AsyncConnection[DictRow], delivery_id: int, at: datetime, state: str, note: str) -> None:
-    await conn.execute(
-        "INSERT INTO timeline (delivery_id, at, state, note) VALUES (%s, %s, %s, %s)", (delivery_id, at, state, note)
-    )
-
-
-async def _add_emails(conn: AsyncConnection[DictRow], emails: Iterable[EmailMessage], now: datetime) -> None:
-    rows = [
-        (m.delivery_id, m.correlation_id, m.kind, m.subject, m.text, json.dumps(list(m.to)), EMAIL_PENDING, now)
-        for m in emails
-    ]
-    if not rows:
-        return
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            """INSERT INTO emails (delivery_id, correlation_id, kind, subject, text, recipients, state, created_at)
-               VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s)""",
-            rows,
-        )
-
-
-async def _requeue(conn: AsyncConnection[DictRow], ids: list[int], now: datetime, note: str) -> None:
-    if not ids:
-        return
-    await conn.execute(
-        """UPDATE deliveries
-           SET state = %s, attempts = 0, next_attempt_at = NULL, lease_until = NULL, updated_at = %s
-           WHERE id = ANY(%s)""",
-        (QUEUED, now, ids),
-    )
-    # WITH ORDINALITY keeps the timeline ids in the order the deliveries arrived.
-    await conn.execute(
-        """INSERT INTO timeline (delivery_id, at, state, note)
-           SELECT u.id, %s, %s, %s FROM unnest(%s::bigint[]) WITH ORDINALITY AS u (id, n) ORDER BY u.n""",
-        (now, QUEUED, note, ids),
-    )
-
-
-# -- reads and rows to records -------------------------------------------------------------------
+    async def many(self, query: Any, rows: Sequence[Any]) -> None:
+        async with self._conn.cursor() as cur:
+            await cur.executemany(query, rows)
 
 
 async def _one(conn: AsyncConnection[DictRow], query: Any, params: Any = None) -> DictRow | None:
     cur = await conn.execute(query, params)
     return await cur.fetchone()
-
-
-async def _all(conn: AsyncConnection[DictRow], query: Any, params: Any = None) -> list[DictRow]:
-    cur = await conn.execute(query, params)
-    return await cur.fetchall()
-
-
-async def _get_delivery(conn: AsyncConnection[DictRow], delivery_id: int) -> Delivery:
-    # One statement, so the delivery and its timeline come from one snapshot even outside a transaction.
-    row = await _one(
-        conn,
-        """SELECT d.*,
-                  ARRAY(SELECT t.at FROM timeline AS t WHERE t.delivery_id = d.id ORDER BY t.id) AS timeline_at,
-                  ARRAY(SELECT t.state FROM timeline AS t WHERE t.delivery_id = d.id ORDER BY t.id) AS timeline_state,
-                  ARRAY(SELECT t.note FROM timeline AS t WHERE t.delivery_id = d.id ORDER BY t.id) AS timeline_note
-           FROM deliveries AS d WHERE d.id = %s""",
-        (delivery_id,),
-    )
-    if row is None:
-        raise missing_delivery(delivery_id)
-    timeline = tuple(
-        TimelineEntry(at=_time(at), state=state, note=note)
-        for at, state, note in zip(row["timeline_at"], row["timeline_state"], row["timeline_note"], strict=True)
-    )
-    return _delivery(row, timeline)
-
-
-async def _get_flags(conn: AsyncConnection[DictRow]) -> FlagOverrides:
-    row = await _one(conn, "SELECT * FROM flags WHERE id = 1")
-    if row is None:
-        return FlagOverrides()
-    return FlagOverrides(
-        enable_connector=row["enable_connector"],
-        dry_run=row["dry_run"],
-        actor=row["actor"],
-        reason=row["reason"],
-        updated_at=_time_or_none(row["updated_at"]),
-    )
-
-
-def _time(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-def _time_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
-def _delivery(row: DictRow, timeline: tuple[TimelineEntry, ...]) -> Delivery:
-    return Delivery(
-        id=row["id"],
-        key=row["key"],
-        body=bytes(row["body"]),
-        correlation_id=row["correlation_id"],
-        received_at=_time(row["received_at"]),
-        trigger_type=row["trigger_type"],
-        event_id=row["event_id"],
-        state=row["state"],
-        attempts=row["attempts"],
-        next_attempt_at=_time_or_none(row["next_attempt_at"]),
-        last_error=row["last_error"],
-        order_reference=row["order_reference"],
-        result=row["result"],
-        lease_token=row["lease_token"],
-        lease_until=_time_or_none(row["lease_until"]),
-        updated_at=_time_or_none(row["updated_at"]),
-        timeline=timeline,
-        source=row["source"],
-    )
-
-
-def _ledger_entry(row: DictRow) -> LedgerEntry:
-    return LedgerEntry(
-        event_id=row["event_id"],
-        reference=row["reference"],
-        establishment_id=row["establishment_id"],
-        delivery_id=row["delivery_id"],
-        state=row["state"],
-        revel_order_id=row["revel_order_id"],
-        revel_uri=row["revel_uri"],
-        snapshot=row["snapshot"],
-        created_at=_time_or_none(row["created_at"]),
-        updated_at=_time_or_none(row["updated_at"]),
-    )
-
-
-def _outbox_email(row: DictRow) -> OutboxEmail:
-    message = EmailMessage(
-        kind=row["kind"],
-        subject=row["subject"],
-        text=row["text"],
-        delivery_id=row["delivery_id"],
-        correlation_id=row["correlation_id"],
-        to=tuple(row["recipients"]),
-    )
-    return OutboxEmail(
-        id=row["id"],
-        message=message,
-        state=row["state"],
-        attempts=row["attempts"],
-        next_attempt_at=_time_or_none(row["next_attempt_at"]),
-        last_error=row["last_error"],
-        created_at=_time_or_none(row["created_at"]),
-        sent_at=_time_or_none(row["sent_at"]),
-        lease_token=row["lease_token"],
-    )

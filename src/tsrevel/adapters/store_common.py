@@ -1,4 +1,4 @@
-"""Helpers the stores share: UTC time handling, argument checks, the notes they write, outage logging."""
+"""Helpers the stores share: UTC time handling and outage logging (the rules they apply are in domain/store_rules.py)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,11 @@ import logging
 import time
 from datetime import datetime, timezone
 
-from tsrevel.domain.deliveries import PROCESSING, REJECTED, REPLAYABLE_STATES, STATES, NewDelivery, can_move
-from tsrevel.domain.errors import InvalidRequest, NotFound, StoreUnavailable
-from tsrevel.domain.ports import (
-    EMAIL_FAILED,
-    EMAIL_PENDING,
-    EMAIL_RETRYING,
-    EMAIL_SENT,
-    EMAIL_UNSENT,
-)
+from tsrevel.domain.errors import StoreUnavailable
 
 UTC = timezone.utc
 
 log = logging.getLogger("tsrevel.store")
-
-NOTE_RECEIVED = "received"
-NOTE_CLAIMED = "claimed"
-NOTE_TAKEN_OVER = "claimed after lease expired"
-
-# Where a sender may leave an email it claimed; SENDING is only ever set by claim_email.
-EMAIL_FINISH_STATES = frozenset({EMAIL_PENDING, EMAIL_RETRYING, EMAIL_SENT, EMAIL_UNSENT, EMAIL_FAILED})
 
 
 def utc(value: datetime) -> datetime:
@@ -51,40 +36,6 @@ def time_text_or_none(value: datetime | None) -> str | None:
 def parse_time(text: str | None) -> datetime | None:
     """The aware UTC datetime written by time_text, or None."""
     return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
-
-
-def intake_note(new: NewDelivery) -> str:
-    """The first timeline note: the rejection reason for a rejected delivery, else 'received'."""
-    if new.state == REJECTED and new.error:
-        return new.error
-    return new.note or NOTE_RECEIVED
-
-
-def check_new_state(state: str) -> None:
-    if state not in STATES:
-        raise ValueError(f"unknown delivery state {state!r}")
-
-
-def check_finish_state(state: str) -> None:
-    """A worker may only finish a claimed delivery into a state the domain allows after processing."""
-    if not can_move(PROCESSING, state):
-        raise ValueError(f"a claimed delivery cannot finish in state {state!r}")
-
-
-def check_email_state(state: str) -> None:
-    if state not in EMAIL_FINISH_STATES:
-        raise ValueError(f"an email cannot finish in state {state!r}; use one of {sorted(EMAIL_FINISH_STATES)}")
-
-
-def check_replayable(state: str) -> None:
-    if state not in REPLAYABLE_STATES:
-        raise InvalidRequest(
-            f"deliveries in state {state!r} cannot be replayed; replay works on {', '.join(sorted(REPLAYABLE_STATES))}"
-        )
-
-
-def missing_delivery(delivery_id: int) -> NotFound:
-    return NotFound(f"delivery {delivery_id} does not exist")
 
 
 class StoreOutage:
