@@ -14,6 +14,7 @@ from litestar.middleware.session.client_side import ClientSideSessionBackend, Co
 
 from tests.helpers import body, definite, example
 from tests.integration.conftest import ADMIN_TOKEN, SIGNING_SECRET, AppHarness
+from tests.integration.test_catchup import service_with_missed_event, tripleseat  # noqa: F401 - the loopback TripleSeat
 from tsrevel.domain.signature import sign_body
 from tsrevel.entrypoints import web_console
 
@@ -388,3 +389,31 @@ class TestPages:
         sign_in(app)
         page = app.client.get("/console/deliveries/424242")
         assert page.status_code == 404 and "<h1>Not found</h1>" in page.text
+
+
+class TestSyncEvent:
+    """The "Sync event" form: the same use case as `tsrevel sync EVENT_ID` and POST /admin/sync."""
+
+    def test_a_missed_event_is_fetched_ordered_once_and_audited(self, app_factory, tripleseat):
+        app, missed = service_with_missed_event(app_factory, tripleseat, interval_s=0.0)
+        sign_in(app)
+        assert "Sync event" in app.client.get("/console").text
+        kind, text = act(app, "/console/sync", event_id=str(missed["id"]), reason="never reached Revel")
+        assert kind == "ok" and f"Event {missed['id']} fetched" in text
+        delivery_id = int(re.search(r"delivery (\d+)", text).group(1))
+        delivery = app.wait_state(delivery_id, "done")
+        assert delivery["source"] == "sync"
+        assert ("console", "sync", "never reached Revel") in [(r[0], r[1], r[3]) for r in audit_rows(app)]
+        assert [o.local_id for o in app.revel.created] == [f"tripleseat-{missed['id']}"]
+
+    def test_an_unknown_event_or_a_missing_reason_changes_nothing(self, app_factory, tripleseat):
+        app, _ = service_with_missed_event(app_factory, tripleseat, interval_s=0.0)
+        sign_in(app)
+        assert act(app, "/console/sync", event_id="999", reason="typo") == ("error", "Not synced: TripleSeat has no event 999")
+        assert act(app, "/console/sync", event_id="999")[0] == "error"
+        assert app.client.get("/admin/deliveries", headers=app.admin()).json()["deliveries"] == []
+
+    def test_without_the_tripleseat_api_there_is_no_sync_form(self, app_factory):
+        app = app_factory()
+        sign_in(app)
+        assert "Sync event" not in app.client.get("/console").text

@@ -44,7 +44,8 @@ from markupsafe import Markup
 
 from tsrevel.domain import deliveries as st
 from tsrevel.domain.deliveries import Delivery
-from tsrevel.domain.errors import InvalidRequest, MappingRejected, NotFound
+from tsrevel.domain import catchup
+from tsrevel.domain.errors import GatewayError, InvalidRequest, MappingRejected, NotFound, PayloadError
 from tsrevel.domain.processing import Processor
 from tsrevel.entrypoints import console_views as views
 from tsrevel.entrypoints.console import age
@@ -264,7 +265,9 @@ def signed_in_guard(idle_s: int):  # noqa: ANN201 - a Litestar guard
 
 @get("/", name="console_overview")
 async def overview(request: Request[Any, Any, Any], processor: NamedDependency[Processor], runtime: NamedDependency[Any]) -> Template:
-    return page(request, processor, "overview.html", view=await views.overview(processor, runtime.worker))
+    return page(
+        request, processor, "overview.html", view=await views.overview(processor, runtime.worker), can_sync=processor.feed is not None
+    )
 
 
 @get("/fragments/overview", opt={PASSIVE: True})
@@ -408,6 +411,21 @@ async def replay_all(request: Request[Any, Any, Any], processor: NamedDependency
     return _back(to)
 
 
+@post("/sync", status_code=303)
+async def sync_event(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> Redirect:
+    """Fetch one event from the TripleSeat API and store it as a delivery, as `tsrevel sync EVENT_ID` does."""
+    fields, reason = await _reason(request)
+    if reason is None:
+        return _no_reason(request, "/console")
+    try:
+        synced = await catchup.sync_event(processor, fields.get("event_id", ""), actor=ACTOR, reason=reason)
+    except (InvalidRequest, NotFound, GatewayError, PayloadError) as exc:
+        _flash(request, "error", f"Not synced: {exc}")
+        return _back("/console")
+    _flash(request, "ok", f"Event {synced.event_id} fetched: delivery {synced.delivery_id} goes the way of a webhook.")
+    return _back(f"/console/deliveries/{synced.delivery_id}")
+
+
 # ---- mapping and audit -----------------------------------------------------------------------
 
 
@@ -484,7 +502,7 @@ def console_router(settings: Settings) -> Router:
         path="/console",
         route_handlers=[
             login_page, login, logout, overview, overview_fragment, set_flags, reset_flags, deliveries, delivery, replay,
-            discard, forget, replay_all, mapping, reload_mapping, audit, static,
+            discard, forget, replay_all, sync_event, mapping, reload_mapping, audit, static,
         ],
         middleware=[ConsoleHeaders(), DefineMiddleware(session_middleware, key=key, max_age_s=settings.console_idle_min * 60), DefineMiddleware(CSRFMiddleware, config=csrf)],
         guards=[signed_in_guard(settings.console_idle_min * 60)],
