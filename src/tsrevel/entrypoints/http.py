@@ -472,16 +472,22 @@ async def test_webhook(request: Request[Any, Any, Any], processor: NamedDependen
     }
 
 
+def json_object(raw: bytes, *, empty_ok: bool = False) -> dict[str, Any]:
+    """An admin body as a JSON object (lone surrogates already replaced), or a PayloadError naming "$"."""
+    from tsrevel.domain.events import decode_json
+
+    data = {} if empty_ok and not raw.strip() else decode_json(raw)
+    if not isinstance(data, dict):
+        raise PayloadError("$", data, "is not a JSON object")
+    return data
+
+
 @post(
     "/test/preview", status_code=200, summary="Map a payload to a Revel order without storing or sending anything",
     operation_class=_documented(_WEBHOOK_BODY),
 )
 async def preview(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
-    from tsrevel.domain.events import decode_json
-
-    payload = decode_json(await request.body())
-    if not isinstance(payload, dict):
-        raise PayloadError("$", payload, "is not a JSON object")
+    payload = json_object(await request.body())
     mapped = processor.preview(payload)
     if isinstance(mapped, MappingFailure):
         return {"ok": False, "problem": mapped.describe(), "unmapped": [u.describe() for u in mapped.unmapped]}
@@ -525,11 +531,7 @@ def poll_view(report: catchup.PollReport | None) -> dict[str, Any] | None:
     operation_class=_documented(_SYNC_BODY),
 )
 async def admin_sync(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
-    from tsrevel.domain.events import decode_json
-
-    data = decode_json(await request.body())
-    if not isinstance(data, dict):
-        raise PayloadError("$", data, "is not a JSON object")
+    data = json_object(await request.body())
     event_id, reason = data.get("event_id"), data.get("reason")
     if isinstance(event_id, bool) or not isinstance(event_id, int | str) or not str(event_id).strip():
         raise PayloadError("event_id", event_id, "must be a TripleSeat event id")
@@ -559,12 +561,7 @@ def mapping_view(status: MappingStatus) -> dict[str, Any]:
 )
 async def reload_mapping(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> dict[str, Any]:
     """A file that does not validate is refused with 422 (file, line, problem) and the mapping in force stays."""
-    from tsrevel.domain.events import decode_json
-
-    raw = await request.body()
-    data = decode_json(raw) if raw.strip() else {}
-    if not isinstance(data, dict):
-        raise PayloadError("$", data, "is not a JSON object")
+    data = json_object(await request.body(), empty_ok=True)
     reason = data.get("reason", "")
     if not isinstance(reason, str):
         raise PayloadError("reason", reason, "is not text")
@@ -589,11 +586,7 @@ class FlagsChange:
 
 
 def _parse_flags_body(raw: bytes) -> FlagsChange:
-    from tsrevel.domain.events import decode_json
-
-    data = decode_json(raw) if raw.strip() else {}
-    if not isinstance(data, dict):
-        raise PayloadError("$", data, "is not a JSON object")
+    data = json_object(raw, empty_ok=True)
     unknown = sorted(set(data) - {"enable_connector", "dry_run", "reason"})
     if unknown:
         raise PayloadError(unknown[0], data[unknown[0]], "is not a flag (use enable_connector, dry_run, reason)")
