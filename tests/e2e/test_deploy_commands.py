@@ -40,27 +40,49 @@ def base_env(tmp_path: Path, port: int) -> dict[str, str]:
 
 def run_until_ready(argv: list[str], env: dict[str, str], port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
     log = open(tmp_path / "service.log", "wb")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    # Its own process group: a command run through `sh -c` is stopped with every process it started.
+    process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until(
             lambda: process.poll() is not None or httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200,
             timeout_s=30, what=f"/ready on port {port} from {argv}",
         )
     except BaseException:
-        process.kill()
+        end_group(process)
         raise
     assert process.poll() is None, (tmp_path / "service.log").read_text()[-3000:]
     return process
 
 
-def stop(process: subprocess.Popen[bytes]) -> int:
-    process.send_signal(signal.SIGTERM)
+def _group_alive(pgid: int) -> bool:
     try:
-        return process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-        raise
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a zombie leader still counts as the group
+        return True
+    return True
+
+
+def end_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill whatever of the command's process group is left (the test started it, the test stops it)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=5)
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM to the command's whole process group; its exit code once every process in it has ended."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        code = process.wait(timeout=20)
+        wait_until(lambda: not _group_alive(process.pid), timeout_s=20, what=f"every process of {process.args} to end")
+        return code
+    finally:
+        if _group_alive(process.pid):
+            end_group(process)
 
 
 class TestDockerfileCommand:
@@ -77,8 +99,8 @@ class TestDockerfileCommand:
             # `exec`: the shell is replaced, so the signal reaches tsrevel itself, which drains and exits 0.
             assert stop(process) == 0
         finally:
-            if process.poll() is None:
-                process.kill()
+            if process.poll() is None or _group_alive(process.pid):
+                end_group(process)
         assert subprocess.run([sys.executable, *check[1:]], env=env, timeout=15, capture_output=True).returncode != 0
 
     def test_without_port_the_image_default_8080_is_used_in_the_command(self) -> None:
