@@ -218,10 +218,12 @@ def service_env(db_dir: Path, *, dry_run: bool, revel_url: str | None = None, **
     return env
 
 
-def start_service(ctx_dir: Path, env: dict[str, str], *, name: str = "tsrevel", module: str | None = None) -> Child:
-    """`python -m tsrevel serve` (or a bench module serving the same app the same way) on a free port."""
+def start_service(
+    ctx_dir: Path, env: dict[str, str], *, name: str = "tsrevel", module: str | None = None, args: Sequence[str] = ()
+) -> Child:
+    """`python -m tsrevel serve` (or a bench module serving the same app the same way, with args) on a free port."""
     port = free_port()
-    argv = [sys.executable, "-m", module or "tsrevel", *([] if module else ["serve"]), "--host", HOST, "--port", str(port)]
+    argv = [sys.executable, "-m", module or "tsrevel", *([] if module else ["serve"]), "--host", HOST, "--port", str(port), *args]
     return spawn(name, argv, env=env, log_path=ctx_dir / f"{name}-{port}.log", url=f"http://{HOST}:{port}")
 
 
@@ -241,6 +243,16 @@ def db_counts(db_dir: Path) -> dict[str, int]:
     conn = sqlite3.connect(db_dir / "tsrevel.db")
     try:
         return {state: n for state, n in conn.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state")}
+    finally:
+        conn.close()
+
+
+def db_value(db_dir: Path, query: str, params: Sequence[Any] = ()) -> Any:
+    """The first column of the first row of a query on a service's SQLite file (read while it runs: WAL)."""
+    conn = sqlite3.connect(db_dir / "tsrevel.db")
+    try:
+        row = conn.execute(query, params).fetchone()
+        return row[0] if row else None
     finally:
         conn.close()
 

@@ -1,8 +1,9 @@
-"""An unmeasured extra pass of P1 and P2 under py-spy, so that docs/performance.md shows where the time goes today.
+"""An unmeasured extra pass of P1, P2 and P7 under py-spy, so that docs/performance.md shows where the time goes today.
 
 P1 is sampled under wrk as in its measured rounds; for P2 the webhooks are stored first (kill
 switch off, so they are held), then the switch goes on, they are replayed, and the worker is
 sampled while it turns them into orders: the per-order processing cost, without intake mixed in.
+P7 is sampled the same way, in DRY_RUN (bench/p7_drain.py's backlog, replayed).
 
 Sampling perturbs what it samples, so it never runs during a measured round. The summaries keep
 the frames that explain the cost (our code, the SQLite store, Litestar, httpx, logging).
@@ -59,6 +60,21 @@ def processing_profile(ctx: Context, seconds: float) -> Profile | None:
             return finish_recording(recorder, scratch / "p2.txt")
 
 
+def drain_profile(ctx: Context, seconds: float) -> Profile | None:
+    """P7: a DRY_RUN service sampled while it drains a replayed backlog of held deliveries (bench/p7_drain.py)."""
+    from bench.p7_drain import drain, held_service
+
+    scratch = ctx.scratch("profile-p7")
+    count = 1000 if ctx.quick else 2000
+    recorder: list = []
+    with running(held_service(scratch), ready_path="/ready") as service:
+        def start() -> None:
+            recorder.append(start_recording(service.pid, scratch / "p7.txt", duration_s=seconds, extra=GIL))
+
+        drain(service, scratch, count, 0, timeout_s=120, before_replay=start)
+        return finish_recording(recorder[0] if recorder else None, scratch / "p7.txt")
+
+
 def run(ctx: Context) -> dict[str, Profile | None]:
     if py_spy() is None:
         ctx.note("profile", "py-spy is not installed (pip install -e '.[bench]'): no profile this run")
@@ -67,4 +83,5 @@ def run(ctx: Context) -> dict[str, Profile | None]:
     return {
         "P1 intake (worker on)": intake_profile(ctx, seconds),
         "P2 processing: the worker draining new orders to the fake Revel (intake done beforehand)": processing_profile(ctx, seconds),
+        "P7 DRY_RUN backlog drain (held deliveries replayed, nothing else arriving)": drain_profile(ctx, seconds),
     }

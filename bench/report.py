@@ -116,7 +116,8 @@ def profile_section(profiles: dict[str, Profile | None]) -> str:
 def _methods() -> list[str]:
     """Each measure module's docstring, as the method behind its rows."""
     out = []
-    for module in ("p1_intake", "p2_end_to_end", "p3_mapping", "p4_memory", "p5_kill_switch", "p6_startup", "p8_reconcile"):
+    for module in ("p1_intake", "p2_end_to_end", "p3_mapping", "p4_memory", "p5_kill_switch", "p5_replicas", "p6_startup", "p7_drain",
+                   "p8_reconcile"):
         doc = (importlib.import_module(f"bench.{module}").__doc__ or "").strip()
         title, _, body = doc.partition("\n\n")
         out += [f"**{title}**", "", " ".join(body.split()) if body else "", ""]

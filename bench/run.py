@@ -1,4 +1,4 @@
-"""`python -m bench.run`: every measure (P1-P6, P8) in turn, then the table on stdout and docs/performance.md.
+"""`python -m bench.run`: every measure (P1-P8) in turn, then the table on stdout and docs/performance.md.
 
 Bounded: each measure caps its own duration, the whole default run takes about six minutes on
 two cores, and every process a measure starts is stopped before the next one begins. A measure
@@ -30,6 +30,7 @@ MEASURES = {
     "P4": "bench.p4_memory",
     "P5": "bench.p5_kill_switch",
     "P6": "bench.p6_startup",
+    "P7": "bench.p7_drain",
     "P8": "bench.p8_reconcile",
 }
 
