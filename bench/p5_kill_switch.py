@@ -27,14 +27,14 @@ WARM_ORDERS = 200
 AFTER_FLIP_S = 2.0
 
 
-async def _round(service_url: str, revel_url: str, port: int) -> dict:
+async def _round(service_url: str, revel_url: str, port: int, warm: int) -> dict:
     stop = asyncio.Event()
     load = asyncio.create_task(
         post_webhooks("127.0.0.1", port, WebhookBodies(), first=0, count=10**6, connections=8, stop=stop, deadline_s=60)
     )
     async with httpx.AsyncClient(timeout=10) as client:
         deadline = time.monotonic() + 30
-        while (await client.get(f"{revel_url}/__stats")).json()["orders"] < WARM_ORDERS and time.monotonic() < deadline:
+        while (await client.get(f"{revel_url}/__stats")).json()["orders"] < warm and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         flipped_at = time.monotonic()
         answer = await client.put(
@@ -52,7 +52,8 @@ async def _round(service_url: str, revel_url: str, port: int) -> dict:
 
 
 def run(ctx: Context) -> list[Row]:
-    ctx.note("P5", f"flip after {WARM_ORDERS} orders, load continues {AFTER_FLIP_S:g}s after the flip; {ctx.runs} rounds")
+    warm = WARM_ORDERS // 4 if ctx.quick else WARM_ORDERS
+    ctx.note("P5", f"SQLite, one service: flip after {warm} orders, load continues {AFTER_FLIP_S:g}s after the flip; {ctx.runs} rounds")
     latencies, call_latencies, acks, held_ok = [], [], [], True
     for round_no in range(ctx.runs):
         scratch = ctx.scratch("p5")
@@ -60,7 +61,7 @@ def run(ctx: Context) -> list[Row]:
             env = service_env(scratch, dry_run=False, revel_url=revel.url, REVEL_MIN_INTERVAL_S="0")
             with running(start_service(scratch, env), ready_path="/ready") as service:
                 port = int(service.url.rsplit(":", 1)[1])
-                r = asyncio.run(_round(service.url, revel.url, port))
+                r = asyncio.run(_round(service.url, revel.url, port, warm))
                 counts = admin(service.url, "GET", "/admin/status").json()["counts"]
         stats, flipped = r["stats"], r["flipped_at"]
         last_create = stats["last_create_at"] or flipped

@@ -118,6 +118,16 @@ def one_round(ctx: Context, url: str, warm: int, first: int) -> dict:
     return {**r, "counts": counts, "stats": stats, "settled": bool(settled)}
 
 
+def _replica_text(stats: dict, flipped: float) -> str:
+    """What one replica's fake saw around the flip: its last create after it, or (none after) how long before it."""
+    last = stats["last_create_at"]
+    if last is None:
+        return "no order at all"
+    if stats["creates_since"]:
+        return f"{(last - flipped) * 1000:.0f} ms after ({stats['creates_since']} creates after the flip)"
+    return f"none after (the last {(flipped - last) * 1000:.0f} ms before; {stats['orders']} orders)"
+
+
 def run(ctx: Context) -> list[Row]:
     url = postgres_url()
     problem = unreachable(url)
@@ -147,8 +157,8 @@ def run(ctx: Context) -> list[Row]:
         held_ok = held_ok and ok
         ctx.note(
             "P5",
-            f"PostgreSQL round {round_no + 1}: last create after the flip per replica "
-            + ", ".join(f"{t * 1000:.0f} ms ({s['creates_since']} creates)" for t, s in zip(per_replica, stats, strict=True))
+            f"PostgreSQL round {round_no + 1}: last create per replica: "
+            + ", ".join(_replica_text(s, flipped) for s in stats)
             + f"; PUT answered in {(acked - flipped) * 1000:.0f} ms; {r['accepted']} webhooks accepted, deliveries {counts}, "
             f"{orders} orders, {duplicates} duplicate creates; load average {load_average()}",
         )
