@@ -12,11 +12,10 @@ the same on PostgreSQL with three replicas (bench/p5_replicas.py).
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 
-from bench.common import ADMIN_TOKEN, Context, Row, admin, median, running, service_env, start_service
+from bench.common import Context, Row, admin, median, running, service_env, start_service
 from bench.loadgen import post_webhooks
 from bench import p5_replicas
 from bench.p2_end_to_end import fake_revel
@@ -33,16 +32,7 @@ async def _round(service_url: str, revel_url: str, port: int, warm: int) -> dict
         post_webhooks("127.0.0.1", port, WebhookBodies(), first=0, count=10**6, connections=8, stop=stop, deadline_s=60)
     )
     async with httpx.AsyncClient(timeout=10) as client:
-        deadline = time.monotonic() + 30
-        while (await client.get(f"{revel_url}/__stats")).json()["orders"] < warm and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        flipped_at = time.monotonic()
-        answer = await client.put(
-            f"{service_url}/admin/flags", json={"enable_connector": False, "reason": "P5 benchmark"},
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        )
-        acked_at = time.monotonic()
-        answer.raise_for_status()
+        flipped_at, acked_at = await p5_replicas.flip_when_warm(client, service_url, [revel_url], warm=warm, within_s=30)
         await asyncio.sleep(AFTER_FLIP_S)
         stop.set()
         result = await load

@@ -69,6 +69,25 @@ def scratch_schema(url: str) -> Iterator[str]:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
+async def flip_when_warm(client: httpx.AsyncClient, service: str, revels: list[str], *, warm: int, within_s: float) -> tuple[float, float]:
+    """Once every fake Revel has `warm` orders (or within_s passed), switch the connector off through `service`.
+
+    Returns time.monotonic() just before the PUT was sent and when its answer came.
+    """
+    async def orders(url: str) -> int:
+        return (await client.get(f"{url}/__stats")).json()["orders"]
+
+    deadline = time.monotonic() + within_s
+    while min([await orders(url) for url in revels]) < warm and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    flipped_at = time.monotonic()
+    answer = await client.put(f"{service}/admin/flags", json={"enable_connector": False, "reason": "P5 benchmark"},
+                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    acked_at = time.monotonic()
+    answer.raise_for_status()
+    return flipped_at, acked_at
+
+
 async def _round(services: list[str], revels: list[str], warm: int, first: int) -> dict:
     stop = asyncio.Event()
     bodies = WebhookBodies()
@@ -79,19 +98,7 @@ async def _round(services: list[str], revels: list[str], warm: int, first: int) 
         for n, url in enumerate(services)
     ]
     async with httpx.AsyncClient(timeout=10) as client:
-        async def orders(url: str) -> int:
-            return (await client.get(f"{url}/__stats")).json()["orders"]
-
-        deadline = time.monotonic() + 60
-        while min([await orders(url) for url in revels]) < warm and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        flipped_at = time.monotonic()
-        answer = await client.put(
-            f"{services[0]}/admin/flags", json={"enable_connector": False, "reason": "P5 replicas benchmark"},
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        )
-        acked_at = time.monotonic()
-        answer.raise_for_status()
+        flipped_at, acked_at = await flip_when_warm(client, services[0], revels, warm=warm, within_s=60)
         await asyncio.sleep(AFTER_FLIP_S)
         stop.set()
         results = await asyncio.gather(*loads)

@@ -43,7 +43,7 @@ CLAIMS = ("claim_delivery", "claim_email")
 BEFORE_CLAIM = ("<- follow_mapping_reload", "<- flags <- send_next_email")
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 # Frames that only pass a call on: the caller named is the first frame outside them.
-_PASS_THROUGH = ("store_counting.py", "/adapters/", "/metering.py")
+_PASS_THROUGH = ("bench/store_counting.py", "tsrevel/adapters/")
 
 
 class SqlTransactions:
