@@ -1,7 +1,7 @@
 """P8 reconcile: Revel requests for `tsrevel reconcile` over 2 years holding 100 orders, at the loopback fake Revel.
 
 `tsrevel reconcile --from 2024-01-01 --to 2025-12-31` runs as a subprocess against a fresh
-SQLite store and a loopback fake Revel holding 100 tripleseat-* orders spread over the two years
+(migrated, empty) SQLite store and a loopback fake Revel holding 100 tripleseat-* orders spread over the two years
 in the mapping's two establishments; the fake counts the requests it answers. The same run with
 `--chunk-days 1` (the previous behaviour: one window a day) is shown beside it. A count, not a
 timing: the wall time of each run is noted for information.
@@ -9,13 +9,16 @@ timing: the wall time of each run is noted for information.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
 from bench.common import MAPPING_FILE, REVEL_KEY, REVEL_SECRET, Context, Row, base_env, median
+from tsrevel.adapters.sqlite_store import SqliteStore
 from tsrevel.testing.servers import FakeRevelServer
 
 FIRST_DAY, LAST_DAY = date(2024, 1, 1), date(2025, 12, 31)
@@ -31,8 +34,18 @@ def _fill(revel: FakeRevelServer) -> None:
                         created_date=f"{day.isoformat()}T{n % 24:02d}:30:00")
 
 
+async def _new_database(path: Path) -> None:
+    """An empty, migrated database, as a service leaves it: operator commands never create one (issue 11)."""
+    store = SqliteStore(path)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+
 def _reconcile(ctx: Context, revel: FakeRevelServer, *extra: str) -> tuple[int, float]:
     scratch = ctx.scratch("p8")
+    asyncio.run(_new_database(scratch / "tsrevel.db"))
     env = {**base_env(), "TSREVEL_DATABASE_URL": f"sqlite:///{scratch / 'tsrevel.db'}", "TSREVEL_MAPPING_FILE": str(MAPPING_FILE),
            "REVEL_BASE_URL": revel.url, "REVEL_API_KEY": REVEL_KEY, "REVEL_API_SECRET": REVEL_SECRET, "REVEL_MIN_INTERVAL_S": "0"}
     before = len(revel.requests)

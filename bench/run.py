@@ -1,6 +1,6 @@
 """`python -m bench.run`: every measure (P1-P8) in turn, then the table on stdout and docs/performance.md.
 
-Bounded: each measure caps its own duration, the whole default run takes about six minutes on
+Bounded: each measure caps its own duration, the whole default run takes about ten minutes on
 two cores, and every process a measure starts is stopped before the next one begins. A measure
 that fails is reported as an error row and the others still run; the exit status is 1 then.
 """
