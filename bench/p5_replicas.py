@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import psycopg
@@ -50,11 +50,11 @@ def postgres_url() -> str:
 
 
 def unreachable(url: str) -> str | None:
+    """Why no connection to the server can be opened (its first line), or None."""
     try:
-        with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
-            conn.execute("SELECT 1")
+        psycopg.connect(url, connect_timeout=5).close()
     except psycopg.Error as exc:
-        return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
     return None
 
 
@@ -155,7 +155,9 @@ def run(ctx: Context) -> list[Row]:
     url = postgres_url()
     problem = unreachable(url)
     if problem is not None:
-        ctx.note("P5", f"PostgreSQL replicas not measured: no server at {URL_ENV} or {DEFAULT_URL} ({problem})")
+        where = urlsplit(url)  # host and port only: a URL may carry a password
+        ctx.note("P5", f"PostgreSQL replicas not measured: no server at {where.hostname}:{where.port or 5432} "
+                       f"(set {URL_ENV}; default {DEFAULT_URL}): {problem}")
         return [Row("P5", f"PostgreSQL, {REPLICAS} replicas: flag flip -> last order created at any replica (s)",
                     "not measured", f"<= {TARGET_S:g}", None, note=f"no PostgreSQL server: {problem}"[:120])]
     warm = 20 if ctx.quick else 50
