@@ -169,6 +169,8 @@ def write_document(path: Path, record: dict[str, Any]) -> None:
         "python -m bench.run --rewrite   # this page again from the last run (bench/results/last.json) and the notes",
         "python -m bench.run --quick     # a smaller, faster pass (not for the record)",
         "python -m bench.run --only P2,P5 --runs 5",
+        "TSREVEL_BENCH_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test python -m bench.run --only P5"
+        "   # P5's replica rows: a PostgreSQL server (a scratch schema per round)",
         "```",
         "",
         "## Results",
