@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
+
 from tsrevel.adapters.sql_rows import add_timeline, get_delivery
 from tsrevel.adapters.sql_schema import migrations
 from tsrevel.adapters.sql_operations import CLAIMABLE, insert_delivery
@@ -71,9 +73,10 @@ class SqliteStore(SqlStore):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsrevel-sqlite")
         self._conn: sqlite3.Connection | None = None  # opened lazily, used only on the executor thread
         self._closed = False
-        # Group commit: webhooks that arrive while one insert is being written share the next transaction.
-        self._intake: list[tuple[NewDelivery, asyncio.Future[tuple[Delivery, bool]]]] = []
-        self._intake_writer: asyncio.Task[None] | None = None
+        # Group commit: writes that arrive while one transaction is being committed share the next one.
+        self._queued: list[_Queued] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._writer_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteStore:
@@ -102,40 +105,7 @@ class SqliteStore(SqlStore):
 
     async def add_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]:
         check_new(new)
-        future: asyncio.Future[tuple[Delivery, bool]] = asyncio.get_running_loop().create_future()
-        self._intake.append((new, future))
-        if self._intake_writer is None:
-            self._intake_writer = asyncio.create_task(self._write_intake(), name="tsrevel-sqlite-intake")
-        return await future
-
-    async def _write_intake(self) -> None:
-        """Insert queued deliveries one transaction at a time, each taking all that queued meanwhile.
-
-        A caller's future resolves only once its transaction has committed (durable first, answer
-        second); under load many webhooks share one commit instead of paying one each.
-        """
-        batch: list[tuple[NewDelivery, asyncio.Future[tuple[Delivery, bool]]]] = []
-        try:
-            while self._intake:
-                batch, self._intake = self._intake, []
-                try:
-                    outcomes = await self._call(_in_write_transaction, _add_deliveries, [new for new, _ in batch])
-                except Exception as exc:  # the transaction failed: nothing of this batch is stored
-                    outcomes = [exc] * len(batch)
-                for (_, future), outcome in zip(batch, outcomes):
-                    if future.done():  # its caller was cancelled; the delivery is stored all the same
-                        continue
-                    if isinstance(outcome, Exception):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(outcome)
-        except BaseException:  # cancelled (shutdown): no caller may wait for ever
-            for _, future in (*batch, *self._intake):
-                future.cancel()
-            self._intake = []
-            raise
-        finally:
-            self._intake_writer = None
+        return await self._write(insert_delivery, new)
 
     async def claim_delivery(
         self, *, now: datetime, lease_until: datetime, delivery_id: int | None = None
@@ -145,7 +115,49 @@ class SqliteStore(SqlStore):
     # -- running on the connection's thread -------------------------------------------------------
 
     async def _write(self, op: Op[T], *args: Any) -> T:
-        return await self._call(_in_write_transaction, _run_op, op, *args)
+        """Run the operation in the next group commit; answered only once that transaction has committed."""
+        loop = asyncio.get_running_loop()
+        if self._writer_loop is not None and self._writer_loop is not loop:
+            # Another event loop (a second thread) is writing through this store: its own transaction.
+            return await self._call(_in_write_transaction, _run_op, op, *args)
+        future: asyncio.Future[T] = loop.create_future()
+        self._queued.append(_Queued(op, args, future))
+        if self._writer is None:
+            self._writer_loop = loop
+            self._writer = loop.create_task(self._write_queued(), name="tsrevel-sqlite-writer")
+        return await future
+
+    async def _write_queued(self) -> None:
+        """Commit queued writes one transaction at a time, each taking all that queued meanwhile.
+
+        Every write a caller awaits (a webhook, a claim, a finish, an email's outcome) is answered
+        only after its transaction committed (durable first, answer second); under load many share
+        one commit, and one sync, instead of paying one each. Each write runs in its own SAVEPOINT,
+        so one that fails is rolled back alone and only its caller gets the error.
+        """
+        batch: list[_Queued] = []
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                try:
+                    outcomes = await self._call(_in_write_transaction, _run_ops, [(q.op, q.args) for q in batch])
+                except Exception as exc:  # the transaction failed: nothing of this batch is stored
+                    outcomes = [exc] * len(batch)
+                for queued, outcome in zip(batch, outcomes):
+                    if queued.future.done():  # its caller was cancelled; the write stands all the same
+                        continue
+                    if isinstance(outcome, Exception):
+                        queued.future.set_exception(self._classified(outcome))
+                    else:
+                        queued.future.set_result(outcome)
+        except BaseException:  # cancelled (shutdown): no caller may wait for ever
+            for queued in (*batch, *self._queued):
+                queued.future.cancel()
+            self._queued = []
+            raise
+        finally:
+            self._writer = None
+            self._writer_loop = None
 
     async def _read(self, op: Op[T], *args: Any) -> T:
         return await self._call(_in_read_transaction, _run_op, op, *args)
@@ -156,15 +168,22 @@ class SqliteStore(SqlStore):
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(self._executor, self._on_connection, fn, args)
-        except sqlite3.Error as exc:
-            reason = unavailable_reason(exc)
-            if reason is None:
-                raise  # a statement's own error (a bug, a constraint): not an outage
-            raise self._outage.failed(StoreUnavailable(reason)) from exc
-        except StoreUnavailable as exc:
-            raise self._outage.failed(exc) from None
+        except (sqlite3.Error, StoreUnavailable) as exc:
+            raise self._classified(exc) from None
         self._outage.recovered()
         return result
+
+    def _classified(self, exc: Exception) -> Exception:
+        """StoreUnavailable (logged once per outage) for a database that cannot take the call; any other error as it is."""
+        if isinstance(exc, StoreUnavailable):
+            return self._outage.failed(exc)  # logged at the start of an outage only
+        if isinstance(exc, sqlite3.Error):
+            reason = unavailable_reason(exc)
+            if reason is not None:
+                unavailable = self._outage.failed(StoreUnavailable(reason))
+                unavailable.__cause__ = exc
+                return unavailable
+        return exc  # a statement's own error (a bug, a constraint): not an outage
 
     def _on_connection(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         if self._conn is None:
@@ -175,6 +194,15 @@ class SqliteStore(SqlStore):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+@attrs.frozen
+class _Queued:
+    """A write waiting for the next group commit, and the future its caller awaits."""
+
+    op: Op[Any]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
 
 
 class _SqliteDb:
@@ -214,18 +242,20 @@ def _run_op(conn: sqlite3.Connection, op: Op[T], *args: Any) -> T:
     return drive(op(_SqliteDb(conn), *args))  # type: ignore[arg-type]
 
 
-def _add_deliveries(conn: sqlite3.Connection, news: list[NewDelivery]) -> list[tuple[Delivery, bool] | Exception]:
-    """Several inserts in the caller's transaction; one that fails is rolled back alone and returned as its error."""
-    outcomes: list[tuple[Delivery, bool] | Exception] = []
-    db = _SqliteDb(conn)
-    for new in news:
-        conn.execute("SAVEPOINT add_delivery")
+def _run_ops(conn: sqlite3.Connection, ops: list[tuple[Op[Any], tuple[Any, ...]]]) -> list[Any]:
+    """Several operations in the caller's transaction; one that fails is rolled back alone and returned as its error."""
+    if len(ops) == 1:
+        op, args = ops[0]
+        return [_run_op(conn, op, *args)]  # alone: its error fails the transaction, as it would anyway
+    outcomes: list[Any] = []
+    for op, args in ops:
+        conn.execute("SAVEPOINT op")
         try:
-            outcomes.append(drive(insert_delivery(db, new)))
+            outcomes.append(_run_op(conn, op, *args))
         except Exception as exc:
-            conn.execute("ROLLBACK TO add_delivery")
+            conn.execute("ROLLBACK TO op")
             outcomes.append(exc)
-        conn.execute("RELEASE add_delivery")
+        conn.execute("RELEASE op")
     return outcomes
 
 
