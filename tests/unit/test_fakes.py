@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from tsrevel.adapters import fakes
+from tsrevel.adapters import fake_parts, fake_revel, fakes, flaky_store
 from tsrevel.adapters.fakes import Fault, FakeMailer, FakeRevel, FakeTripleSeat, FixedClock, ManualClock
 from tsrevel.domain.errors import GatewayError
 from tsrevel.domain.events import TripleSeatEvent
@@ -132,6 +133,14 @@ class TestFakeRevel:
         revel = FakeRevel(delay_s=0.01)
         assert await revel.find_order(4, "x", correlation_id="c") is None
 
+    @pytest.mark.anyio
+    async def test_a_delay_set_after_construction_slows_the_next_call(self):
+        revel = FakeRevel()
+        revel.delay_s = 0.05
+        started = time.monotonic()
+        await revel.find_order(4, "x", correlation_id="c")
+        assert revel.delay_s == 0.05 and time.monotonic() - started >= 0.05
+
 
 class TestFakeMailer:
     @pytest.mark.anyio
@@ -220,8 +229,9 @@ def test_the_fakes_satisfy_the_ports():
     assert gateway and mailer and source
 
 
-def test_the_fakes_module_needs_no_test_framework():
-    tree = ast.parse(Path(fakes.__file__).read_text())
+@pytest.mark.parametrize("module", [fakes, fake_parts, fake_revel, flaky_store], ids=lambda m: m.__name__)
+def test_the_fakes_module_needs_no_test_framework(module):
+    tree = ast.parse(Path(module.__file__).read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not imported & {"pytest", "hypothesis", "unittest"}

@@ -1,66 +1,82 @@
-"""Revel's REST API over an injected httpx.AsyncClient: maps orders to the wire and classifies failures, nothing else."""
+"""Revel's REST API over an injected httpx.AsyncClient: sends, pages and classifies failures, nothing else.
+
+What goes on the wire, and how ids and amounts are read back, is ``adapters.revel_wire`` (pure);
+its names are importable from here too, as they always were.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ParamSpec
 from urllib.parse import urlsplit
 
 import httpx
 
 from tsrevel.adapters.http_answers import body_excerpt, parse_retry_after, within_deadline
+from tsrevel.adapters.revel_wire import (
+    CREATE_PATH,
+    ESTABLISHMENTS_PATH,
+    LISTING_MAX_PAGES,
+    LISTING_PAGE_LIMIT,
+    ORDER_UUID_NAMESPACE,
+    ORDERS_PATH,
+    PRODUCTS_PATH,
+    amount_or_none,
+    encode_json,
+    establishment_uri,
+    local_time,
+    money,
+    object_id,
+    order_body,
+    order_uuid,
+    product_uri,
+    required_id,
+    resource_uri,
+    text_or_none,
+    trailing_id,
+)
 from tsrevel.domain.errors import GatewayError
-from tsrevel.domain.orders import OrderLine, OrderPayment, OrderRef, RevelOrder
+from tsrevel.domain.orders import OrderRef, RevelOrder
 
-ORDERS_PATH = "/resources/Order/"
-CREATE_PATH = "/resources/OrderAllInOne/"
-ESTABLISHMENTS_PATH = "/enterprise/Establishment/"
-PRODUCTS_PATH = "/resources/Product/"
-# Order listings for reconcile: one listing over the whole date range, 500 orders a page (Tastypie's
-# usual max_limit is 1000), up to 200 pages (100,000 orders) before refusing to read a partial list.
-LISTING_PAGE_LIMIT = 500
-LISTING_MAX_PAGES = 200
+__all__ = [
+    "CREATE_PATH",
+    "ESTABLISHMENTS_PATH",
+    "LISTING_MAX_PAGES",
+    "LISTING_PAGE_LIMIT",
+    "ORDERS_PATH",
+    "ORDER_UUID_NAMESPACE",
+    "PRODUCTS_PATH",
+    "HttpxRevelGateway",
+    "encode_json",
+    "establishment_uri",
+    "money",
+    "order_body",
+    "order_uuid",
+    "product_uri",
+    "resource_uri",
+]
 
-# uuid5 namespace for order uuids: the same local_id always gives the same uuid, so a retried
-# create sends exactly what the first attempt sent.
-ORDER_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "orders.tsrevel")
-
-_TRAILING_ID = re.compile(r"/(\d+)/?$")
-
-
-def order_uuid(local_id: str) -> str:
-    """The deterministic order uuid Revel receives for a local_id."""
-    return str(uuid.uuid5(ORDER_UUID_NAMESPACE, local_id))
-
-
-def establishment_uri(establishment_id: int) -> str:
-    return f"/enterprise/Establishment/{establishment_id}/"
+P = ParamSpec("P")
 
 
-def product_uri(product_id: int) -> str:
-    return f"/resources/Product/{product_id}/"
+def _without_totals(
+    listing: Callable[P, Awaitable[list[tuple[int, str, Decimal | None]]]],
+) -> Callable[P, Awaitable[list[tuple[int, str]]]]:
+    """The same listing, each order as (id, local_id): one signature for both reconcile listings."""
 
+    async def ids_only(*args: P.args, **kwargs: P.kwargs) -> list[tuple[int, str]]:
+        return [(order_id, local_id) for order_id, local_id, _ in await listing(*args, **kwargs)]
 
-# The other resources an order points at, by the mapping key that names their id.
-_RESOURCE_PATHS = {"user": "/enterprise/User/", "station": "/resources/PosStation/", "discount": "/resources/Discount/"}
-
-
-def resource_uri(kind: str, resource_id: int) -> str:
-    """The URI of a Revel user, PosStation or discount: ``resource_uri("station", 4)`` -> "/resources/PosStation/4/"."""
-    return f"{_RESOURCE_PATHS[kind]}{resource_id}/"
-
-
-def money(value: Decimal) -> str:
-    """Money on the wire: a string with exactly 2 decimals ("445.18")."""
-    return f"{value.quantize(Decimal('0.01')):f}"
+    ids_only.__name__ = ids_only.__qualname__ = "list_orders_by_reference_prefix"
+    ids_only.__doc__ = "Orders whose local_id starts with prefix, as (id, local_id); times are the store's local clock."
+    return ids_only
 
 
 class HttpxRevelGateway:
@@ -102,7 +118,7 @@ class HttpxRevelGateway:
         async with aclosing(pages):
             async for obj in pages:
                 if obj.get("local_id") == reference:
-                    return OrderRef(_object_id(obj), _text_or_none(obj.get("resource_uri")))
+                    return OrderRef(object_id(obj), text_or_none(obj.get("resource_uri")))
         return None
 
     async def create_order(self, order: RevelOrder, *, correlation_id: str) -> OrderRef:
@@ -125,7 +141,7 @@ class HttpxRevelGateway:
         """Every establishment the key can see, as (id, name)."""
         cid = correlation_id or _new_correlation_id()
         return [
-            (_required_id(obj, "Establishment"), _text_or_none(obj.get("name")) or "")
+            (required_id(obj, "Establishment"), text_or_none(obj.get("name")) or "")
             async for obj in self._objects(ESTABLISHMENTS_PATH, {}, correlation_id=cid, what="establishment list")
         ]
 
@@ -134,22 +150,9 @@ class HttpxRevelGateway:
         cid = correlation_id or _new_correlation_id()
         params = {"establishment": str(establishment_id)}
         return [
-            (_required_id(obj, "Product"), _text_or_none(obj.get("name")) or "")
+            (required_id(obj, "Product"), text_or_none(obj.get("name")) or "")
             async for obj in self._objects(PRODUCTS_PATH, params, correlation_id=cid, what="product list")
         ]
-
-    async def list_orders_by_reference_prefix(
-        self,
-        establishment_id: int,
-        prefix: str,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        *,
-        correlation_id: str | None = None,
-    ) -> list[tuple[int, str]]:
-        """Orders whose local_id starts with prefix, as (id, local_id); times are the store's local clock."""
-        listed = await self.list_order_totals(establishment_id, prefix, created_from, created_to, correlation_id=correlation_id)
-        return [(order_id, local_id) for order_id, local_id, _ in listed]
 
     async def list_order_totals(
         self,
@@ -160,22 +163,24 @@ class HttpxRevelGateway:
         *,
         correlation_id: str | None = None,
     ) -> list[tuple[int, str, Decimal | None]]:
-        """Like list_orders_by_reference_prefix, with each order's final_total (None when Revel gives none we can read)."""
+        """Orders whose local_id starts with prefix, as (id, local_id, final_total); final_total is None when unreadable."""
         cid = correlation_id or _new_correlation_id()
         params = {"establishment": str(establishment_id), "local_id__startswith": prefix}
         if created_from is not None:
-            params["created_date__gte"] = _local_time(created_from)
+            params["created_date__gte"] = local_time(created_from)
         if created_to is not None:
-            params["created_date__lte"] = _local_time(created_to)
+            params["created_date__lte"] = local_time(created_to)
         # Reconcile lists years of orders at once: big pages, and enough of them (P8, docs/performance.md).
         pages = self._objects(
             ORDERS_PATH, params, correlation_id=cid, what=f"order list {prefix}*",
             page_limit=self._listing_page_limit, max_pages=self._listing_max_pages,
         )
         return [
-            (_required_id(obj, "Order"), _text_or_none(obj.get("local_id")) or "", _amount_or_none(obj.get("final_total")))
+            (required_id(obj, "Order"), text_or_none(obj.get("local_id")) or "", amount_or_none(obj.get("final_total")))
             async for obj in pages
         ]
+
+    list_orders_by_reference_prefix = _without_totals(list_order_totals)
 
     # ---- wire -------------------------------------------------------------------------------
 
@@ -310,112 +315,7 @@ class HttpxRevelGateway:
         return text
 
 
-# ---- mapping domain <-> wire ------------------------------------------------------------------
-
-
-def order_body(order: RevelOrder) -> dict[str, Any]:
-    """The OrderAllInOne body for an order: orderInfo with the invoice's totals, items, payments, one history entry.
-
-    Money is written as strings with 2 decimals; quantities as numbers. The body depends only on
-    the order, so a retried create sends exactly what the first attempt sent.
-    """
-    info: dict[str, Any] = {
-        "establishment": establishment_uri(order.establishment_id),
-        "local_id": order.local_id,
-        "uuid": order_uuid(order.local_id),
-        "dining_option": order.dining_option,
-        "call_name": order.call_name,
-        "notes": order.notes,
-        "web_order": True,
-        "subtotal": money(order.subtotal),
-        "discount_amount": money(order.discount_amount),
-        "tax": money(order.tax),
-        "service_charge": money(order.service_charge),
-        "gratuity": money(order.gratuity),
-        "final_total": money(order.final_total),
-        "remaining_due": money(order.remaining_due),
-    }
-    if order.discount_id is not None:
-        info["discount"] = resource_uri("discount", order.discount_id)
-    if order.pickup_time is not None:
-        info["pickup_time"] = _local_time(order.pickup_time)
-    if order.guest_count is not None:
-        info["number_of_people"] = order.guest_count
-    if order.user_id is not None:
-        info["created_by"] = info["updated_by"] = resource_uri("user", order.user_id)
-    if order.station_id is not None:
-        info["station"] = resource_uri("station", order.station_id)
-    return {
-        "orderInfo": info,
-        "items": [_item(line) for line in order.items],
-        "history": [entry] if (entry := _history(order)) else [],
-        "payments": [_payment(order, payment) for payment in order.recorded_payments],
-    }
-
-
-def _item(line: OrderLine) -> dict[str, Any]:
-    quantity: int | Decimal = int(line.quantity) if line.quantity == line.quantity.to_integral_value() else line.quantity
-    price = money(line.price)
-    return {
-        "product": product_uri(line.product_id),
-        "quantity": quantity,
-        "price": price,
-        "initial_price": price,
-        "price_to_display": price,
-        "special_request": line.special_request,
-    }
-
-
-def _payment(order: RevelOrder, payment: OrderPayment) -> dict[str, Any]:
-    assert order.payment_type is not None  # recorded_payments is empty without one
-    entry: dict[str, Any] = {
-        "payment_type": order.payment_type,
-        "amount": money(payment.amount),
-        "tip": "0.00",
-        "transaction_id": payment.transaction_id,
-        "establishment": establishment_uri(order.establishment_id),
-    }
-    if payment.paid_at is not None:
-        entry["payment_date"] = _local_time(payment.paid_at)
-    if order.user_id is not None:
-        entry["created_by"] = entry["updated_by"] = resource_uri("user", order.user_id)
-    if order.station_id is not None:
-        entry["station"] = resource_uri("station", order.station_id)
-    return entry
-
-
-def _history(order: RevelOrder) -> dict[str, Any]:
-    """The one OrderHistory entry that makes the order appear in Revel's Order History screen."""
-    entry: dict[str, Any] = {}
-    if order.user_id is not None:
-        entry["order_opened_by"] = resource_uri("user", order.user_id)
-    if order.station_id is not None:
-        entry["order_opened_at"] = resource_uri("station", order.station_id)
-    if order.opened_at is not None:
-        entry["opened"] = _local_time(order.opened_at)
-        if order.closed:
-            entry["closed"] = _local_time(order.opened_at)
-    return entry
-
-
-def _local_time(value: datetime) -> str:
-    # Revel reads pickup_time on the store's clock: wall-clock digits, no offset.
-    return value.strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def encode_json(value: Any) -> str:
-    """JSON text with every Decimal written verbatim as a number; floats are refused (money never goes through float)."""
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"{value} cannot be sent as a JSON number")
-        return format(value, "f")
-    if isinstance(value, float):
-        raise TypeError("refusing to encode a float: money must stay Decimal")
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k))}:{encode_json(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(encode_json(v) for v in value) + "]"
-    return json.dumps(value)  # str, int, bool, None; anything else raises TypeError
+# ---- reading answers ----------------------------------------------------------------------------
 
 
 def _created_ref(response: httpx.Response) -> OrderRef | None:
@@ -424,16 +324,16 @@ def _created_ref(response: httpx.Response) -> OrderRef | None:
     if body is not None:
         for candidate in (body, body.get("orderInfo"), body.get("order")):
             if isinstance(candidate, Mapping):
-                order_id = _object_id(candidate)
+                order_id = object_id(candidate)
                 if order_id is not None:
-                    uri = _text_or_none(candidate.get("resource_uri")) or f"{ORDERS_PATH}{order_id}/"
+                    uri = text_or_none(candidate.get("resource_uri")) or f"{ORDERS_PATH}{order_id}/"
                     return OrderRef(order_id, uri)
     location = response.headers.get("Location")
     if location:
         path = urlsplit(location).path
-        match = _TRAILING_ID.search(path)
-        if match:
-            return OrderRef(int(match.group(1)), path)
+        order_id = trailing_id(path)
+        if order_id is not None:
+            return OrderRef(order_id, path)
     return None
 
 
@@ -443,48 +343,6 @@ def _json_object(response: httpx.Response) -> Mapping[str, Any] | None:
     except (ValueError, UnicodeDecodeError, ArithmeticError, RecursionError):  # absurd exponents, absurd nesting
         return None
     return data if isinstance(data, Mapping) else None
-
-
-def _object_id(obj: Mapping[str, Any]) -> int | None:
-    raw = obj.get("id")
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().isdigit():
-        return int(raw)
-    uri = obj.get("resource_uri")
-    if isinstance(uri, str):
-        match = _TRAILING_ID.search(uri)
-        if match:
-            return int(match.group(1))
-    return None
-
-
-def _required_id(obj: Mapping[str, Any], kind: str) -> int:
-    found = _object_id(obj)
-    if found is None:
-        raise GatewayError.permanent(f"Revel answered a {kind} without an id: {body_excerpt(repr(dict(obj)).encode())}")
-    return found
-
-
-def _amount_or_none(value: object) -> Decimal | None:
-    """An amount Revel lists (a number or a string), to the cent; None when absent or unreadable."""
-    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
-        return None
-    try:
-        number = Decimal(value)
-    except ArithmeticError:
-        return None
-    if not number.is_finite() or number.copy_abs() >= Decimal("1e12"):
-        return None
-    return number.quantize(Decimal("0.01"))
-
-
-def _text_or_none(value: object) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
 
 
 def _default_port(scheme: str) -> int | None:
