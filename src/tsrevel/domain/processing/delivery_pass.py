@@ -162,9 +162,8 @@ class DeliveryPass:
             await self.settle(Outcome.ignored(f"{reason}; no Revel order exists, nothing to void"))
             return
         email = notifications.void_request(self.delivery, event, _ref_text(entry), why, to=p.settings.email_to)
-        await self.settle(Outcome.needs_attention(
-            f"{reason}; asked operations to void {entry.reference}", order_reference=entry.reference, emails=(email,)
-        ))
+        note = f"{reason}; asked operations to void {entry.reference}"
+        await self.settle(Outcome.needs_attention(note, order_reference=entry.reference, emails=(email,)))
 
     async def order_event(self, event: TripleSeatEvent, *, dry_run: bool) -> None:
         """Compare with the event's order when it has one; otherwise map it and place it (or, in dry run, only say what)."""
@@ -213,9 +212,8 @@ class DeliveryPass:
 
     async def place_order(self, event: TripleSeatEvent, order: RevelOrder, snapshot: str) -> None:
         """Take the event's order slot, look the order up in Revel by reference, create it only if absent, record it."""
-        p = self.processor
-        store, now = p.store, p.clock.now()
-        reservation = await store.reserve_order(
+        p, now = self.processor, self.processor.clock.now()
+        reservation = await p.store.reserve_order(
             event_id=event.id, reference=order.local_id, establishment_id=order.establishment_id,
             delivery_id=self.delivery.id, token=self.token, now=now,
         )
@@ -253,7 +251,7 @@ class DeliveryPass:
             return
         verb = "found existing" if found is not None else "created"
         email = notifications.order_created(self.delivery, order, ref, found=found is not None, to=p.settings.email_to)
-        ok = await store.complete_order(
+        ok = await p.store.complete_order(
             event_id=event.id, delivery_id=self.delivery.id, token=self.token, ref=ref, snapshot=snapshot,
             now=p.clock.now(), note=f"{verb} Revel order {ref.order_id} ({ref.local_id or order.local_id})", emails=[email],
         )

@@ -44,22 +44,23 @@ async def process_claimed(p: Processor, delivery: Delivery) -> None:
     """Run one claimed delivery through decide -> hold/skip/ignore/withdraw/process."""
     cid_token = current_correlation_id.set(delivery.correlation_id)
     did_token = current_delivery_id.set(delivery.id)
-    run = DeliveryPass(processor=p, delivery=delivery, mapping=p.mapping)  # one mapping for the whole pass, even if a reload lands meanwhile
+    # One mapping for the whole pass, even if a reload lands meanwhile.
+    this_pass = DeliveryPass(processor=p, delivery=delivery, mapping=p.mapping)
     started = time.perf_counter()
     try:
         p.crash("after_claim")
-        await run.run()
+        await this_pass.run()
     except StoreUnavailable as exc:
         # Not this delivery's fault, and no verdict on it: it stays to be retried (never dead,
         # never a failure email), whatever it had done in Revel is found by reference next time.
-        await run.store_unavailable(exc)
+        await this_pass.store_unavailable(exc)
     except Exception as exc:
         # An unexpected error is retried like a transient failure, and only after the usual
         # attempts goes dead (R21: one poison delivery must not stall the queue); the
         # traceback goes to the log.
         log.exception("delivery %s: unexpected error", delivery.id)
-        await run.internal_error(exc)
+        await this_pass.internal_error(exc)
     finally:
-        p.metrics.observe(PROCESSING_SECONDS, time.perf_counter() - started, outcome=run.left_in)
+        p.metrics.observe(PROCESSING_SECONDS, time.perf_counter() - started, outcome=this_pass.left_in)
         current_correlation_id.reset(cid_token)
         current_delivery_id.reset(did_token)
