@@ -42,6 +42,7 @@ from tsrevel.domain.deliveries import (
 )
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, InvalidRequest, NotFound, StoreUnavailable
 from tsrevel.domain.orders import OrderRef
+from tsrevel.domain.outcome import Outcome
 from tsrevel.domain.ports import (
     BUSY,
     EMAIL_PENDING,
@@ -206,7 +207,8 @@ async def delivery_in_state(store, state: str, *, now: datetime = T0, event_id: 
     delivery = await add(store, event_id=event_id or f"evt-{random_key()}", received_at=now)
     claimed = await claim(store, now)
     assert claimed.id == delivery.id
-    assert await store.finish(claimed.id, token=claimed.lease_token, state=state, now=now, note=f"to {state}")
+    assert await store.finish(claimed.id, token=claimed.lease_token, now=now,
+                              outcome=Outcome(state=state, note=f"to {state}"))
     return await store.get_delivery(delivery.id)
 
 
@@ -214,8 +216,8 @@ async def queue_email(store, now: datetime = T0) -> int:
     """One pending outbox email, written the way workers write them: with a finish."""
     delivery = await add(store, event_id=f"evt-{random_key()}", received_at=now)
     claimed = await claim(store, now)
-    assert await store.finish(claimed.id, token=claimed.lease_token, state=DONE, now=now, note="done",
-                              emails=[email(delivery.id)])
+    assert await store.finish(claimed.id, token=claimed.lease_token, now=now,
+                              outcome=Outcome(state=DONE, note="done", emails=[email(delivery.id)]))
     [outboxed] = await store.list_emails(delivery_id=delivery.id)
     return outboxed.id
 
@@ -346,8 +348,9 @@ class TestClaimDelivery:
     async def test_a_retrying_delivery_waits_for_its_next_attempt(self, store):
         delivery = await add(store)
         claimed = await claim(store)
-        assert await store.finish(delivery.id, token=claimed.lease_token, state=RETRYING, now=at(1),
-                                  note="Revel 503", error="503", attempts=1, next_attempt_at=at(30))
+        assert await store.finish(delivery.id, token=claimed.lease_token, now=at(1),
+                                  outcome=Outcome(state=RETRYING, note="Revel 503",
+                                                  error="503", attempts=1, next_attempt_at=at(30)))
         assert await store.claim_delivery(now=at(29.999999), lease_until=at(90)) is None
         again = await claim(store, at(30))
         assert (again.id, again.lease_token, again.attempts) == (delivery.id, 2, 1)
@@ -364,12 +367,14 @@ class TestClaimDelivery:
         assert (fresh.id, fresh.lease_token) == (delivery.id, stale.lease_token + 1)
         assert fresh.timeline[-1].note == "claimed after lease expired"
 
-        committed = await store.finish(delivery.id, token=stale.lease_token, state=DONE, now=at(70),
-                                       note="late", result='{"stale": true}', emails=[email(delivery.id)])
+        committed = await store.finish(delivery.id, token=stale.lease_token, now=at(70),
+                                       outcome=Outcome(state=DONE, note="late",
+                                                       result='{"stale": true}', emails=[email(delivery.id)]))
         assert not committed
         assert await store.get_delivery(delivery.id) == fresh
         assert await store.list_emails() == []
-        assert await store.finish(delivery.id, token=fresh.lease_token, state=DONE, now=at(71), note="won")
+        assert await store.finish(delivery.id, token=fresh.lease_token, now=at(71),
+                                  outcome=Outcome(state=DONE, note="won"))
         assert (await store.get_delivery(delivery.id)).state == DONE
 
     async def test_one_worker_per_event_at_a_time(self, store):
@@ -380,7 +385,7 @@ class TestClaimDelivery:
         # second is older than other but its event is leased: other goes first.
         assert (await claim(store, at(1))).id == other.id
         assert await store.claim_delivery(now=at(2), lease_until=at(62)) is None
-        assert await store.finish(first.id, token=1, state=DONE, now=at(3), note="done")
+        assert await store.finish(first.id, token=1, now=at(3), outcome=Outcome(state=DONE, note="done"))
         assert (await claim(store, at(4))).id == second.id
 
     async def test_an_expired_lease_no_longer_blocks_its_event(self, store):
@@ -410,7 +415,7 @@ class TestAddNote:
         token = claimed.lease_token
         assert not await store.add_note(delivery.id, token=token + 1, now=at(1), note="wrong token")
         assert not await store.add_note(delivery.id, token=token, now=T0 + LEASE + timedelta(seconds=1), note="late")
-        assert await store.finish(delivery.id, token=token, state=DONE, now=at(2), note="done")
+        assert await store.finish(delivery.id, token=token, now=at(2), outcome=Outcome(state=DONE, note="done"))
         assert not await store.add_note(delivery.id, token=token, now=at(3), note="after finish")
         assert not await store.add_note(999, token=1, now=at(3), note="nobody")
         notes = [e.note for e in (await store.get_delivery(delivery.id)).timeline]
@@ -422,9 +427,9 @@ class TestFinish:
     async def test_finish_records_the_outcome_and_releases_the_lease(self, store):
         delivery = await add(store)
         claimed = await claim(store)
-        assert await store.finish(delivery.id, token=claimed.lease_token, state=RETRYING, now=at(5), note="Revel 502",
-                                  error="502 Bad Gateway", attempts=1, next_attempt_at=at(65), result='{"a": 1}',
-                                  order_reference="tripleseat-1")
+        assert await store.finish(delivery.id, token=claimed.lease_token, now=at(5),
+                                  outcome=Outcome(state=RETRYING, note="Revel 502", error="502 Bad Gateway",
+                                                  attempts=1, next_attempt_at=at(65), result='{"a": 1}', order_reference="tripleseat-1"))
         stored = await store.get_delivery(delivery.id)
         assert (stored.state, stored.last_error, stored.attempts) == (RETRYING, "502 Bad Gateway", 1)
         assert (stored.next_attempt_at, stored.result, stored.order_reference) == (at(65), '{"a": 1}', "tripleseat-1")
@@ -434,10 +439,12 @@ class TestFinish:
     async def test_omitted_fields_are_kept_and_next_attempt_is_cleared(self, store):
         delivery = await add(store)
         first = await claim(store)
-        await store.finish(delivery.id, token=first.lease_token, state=RETRYING, now=at(1), note="retry",
-                           error="timeout", attempts=1, next_attempt_at=at(2), result="r", order_reference="ref")
+        await store.finish(delivery.id, token=first.lease_token, now=at(1),
+                           outcome=Outcome(state=RETRYING, note="retry", error="timeout",
+                                           attempts=1, next_attempt_at=at(2), result="r", order_reference="ref"))
         second = await claim(store, at(2))
-        assert await store.finish(delivery.id, token=second.lease_token, state=DEAD, now=at(3), note="gave up")
+        assert await store.finish(delivery.id, token=second.lease_token, now=at(3),
+                                  outcome=Outcome(state=DEAD, note="gave up"))
         stored = await store.get_delivery(delivery.id)
         assert (stored.state, stored.last_error, stored.attempts) == (DEAD, "timeout", 1)
         assert (stored.next_attempt_at, stored.result, stored.order_reference) == (None, "r", "ref")
@@ -446,8 +453,8 @@ class TestFinish:
         delivery = await add(store)
         claimed = await claim(store)
         messages = [email(delivery.id), email(delivery.id, kind="needs_attention")]
-        assert await store.finish(delivery.id, token=claimed.lease_token, state=DONE, now=at(1), note="done",
-                                  emails=messages)
+        assert await store.finish(delivery.id, token=claimed.lease_token, now=at(1),
+                                  outcome=Outcome(state=DONE, note="done", emails=messages))
         outbox = await store.list_emails(delivery_id=delivery.id)
         assert [e.message for e in outbox] == messages
         assert {(e.state, e.attempts, e.created_at, e.sent_at) for e in outbox} == {(EMAIL_PENDING, 0, at(1), None)}
@@ -456,11 +463,12 @@ class TestFinish:
         delivery = await add(store)
         claimed = await claim(store)
         with pytest.raises(ValueError, match="cannot finish"):
-            await store.finish(delivery.id, token=claimed.lease_token, state=PROCESSING, now=at(1), note="?")
+            await store.finish(delivery.id, token=claimed.lease_token, now=at(1),
+                               outcome=Outcome(state=PROCESSING, note="?"))
         assert (await store.get_delivery(delivery.id)) == claimed
 
     async def test_finish_on_an_unknown_delivery_writes_nothing(self, store):
-        assert not await store.finish(999, token=1, state=DONE, now=T0, note="?", emails=[email(999)])
+        assert not await store.finish(999, token=1, now=T0, outcome=Outcome(state=DONE, note="?", emails=[email(999)]))
         assert await store.list_emails() == []
 
     async def test_release_drops_only_this_deliverys_pending_slot(self, store):
@@ -468,8 +476,8 @@ class TestFinish:
         claimed = await claim(store)
         await store.reserve_order(event_id="evt-1", reference="tripleseat-evt-1", establishment_id=4,
                                   delivery_id=mine.id, token=claimed.lease_token, now=T0)
-        assert await store.finish(mine.id, token=claimed.lease_token, state=HELD, now=at(1), note="switched off",
-                                  release_event_id="evt-1")
+        assert await store.finish(mine.id, token=claimed.lease_token, now=at(1),
+                                  outcome=Outcome(state=HELD, note="switched off", release_event_id="evt-1"))
         assert await store.get_order("evt-1") is None
 
     async def test_release_keeps_a_slot_owned_by_another_delivery_or_already_created(self, store):
@@ -479,15 +487,15 @@ class TestFinish:
                                   token=owner_claim.lease_token, now=T0)
         other = await add(store, event_id="evt-2")
         other_claim = await claim(store)
-        assert await store.finish(other.id, token=other_claim.lease_token, state=DONE, now=at(1), note="x",
-                                  release_event_id="evt-1")
+        assert await store.finish(other.id, token=other_claim.lease_token, now=at(1),
+                                  outcome=Outcome(state=DONE, note="x", release_event_id="evt-1"))
         assert (await store.get_order("evt-1")).state == LEDGER_PENDING
         assert await store.complete_order(event_id="evt-1", delivery_id=owner.id, token=owner_claim.lease_token,
                                           ref=OrderRef(77), snapshot="{}", now=at(2), note="created")
         later = await add(store, event_id="evt-1")
         later_claim = await claim(store, at(3))
-        assert await store.finish(later.id, token=later_claim.lease_token, state=DEAD, now=at(4), note="x",
-                                  release_event_id="evt-1")
+        assert await store.finish(later.id, token=later_claim.lease_token, now=at(4),
+                                  outcome=Outcome(state=DEAD, note="x", release_event_id="evt-1"))
         assert (await store.get_order("evt-1")).state == LEDGER_CREATED
 
 
@@ -540,8 +548,8 @@ class TestOrderLedger:
         other = await claim(store)
         await store.reserve_order(event_id="evt-1", reference="tripleseat-evt-1", establishment_id=4,
                                   delivery_id=owner.id, token=owner.lease_token, now=T0)
-        await store.finish(owner.id, token=owner.lease_token, state=RETRYING, now=at(1), note="timeout",
-                           next_attempt_at=at(100))
+        await store.finish(owner.id, token=owner.lease_token, now=at(1),
+                           outcome=Outcome(state=RETRYING, note="timeout", next_attempt_at=at(100)))
         taken = await store.reserve_order(event_id="evt-1", reference="tripleseat-evt-1", establishment_id=9,
                                           delivery_id=other.id, token=other.lease_token, now=at(2))
         assert taken.outcome == RESERVED
@@ -634,8 +642,9 @@ class TestReplay:
     async def test_a_dead_delivery_is_requeued_and_claimable_again(self, store):
         delivery = await add(store)
         claimed = await claim(store)
-        await store.finish(delivery.id, token=claimed.lease_token, state=DEAD, now=at(1), note="400",
-                           error="422 unknown product", attempts=8, next_attempt_at=at(99))
+        await store.finish(delivery.id, token=claimed.lease_token, now=at(1),
+                           outcome=Outcome(state=DEAD, note="400",
+                                           error="422 unknown product", attempts=8, next_attempt_at=at(99)))
         assert await store.replay_delivery(delivery.id, now=at(10), note="replayed by ops")
         stored = await store.get_delivery(delivery.id)
         assert (stored.state, stored.attempts, stored.next_attempt_at) == (QUEUED, 0, None)
@@ -816,8 +825,10 @@ class TestSharedDatabase:
         delivery = await add(one)
         stale = await claim(one, T0)
         fresh = await claim(two, T0 + LEASE + timedelta(seconds=1))
-        assert not await one.finish(delivery.id, token=stale.lease_token, state=DONE, now=at(62), note="late")
-        assert await two.finish(delivery.id, token=fresh.lease_token, state=DONE, now=at(63), note="won")
+        assert not await one.finish(delivery.id, token=stale.lease_token, now=at(62),
+                                    outcome=Outcome(state=DONE, note="late"))
+        assert await two.finish(delivery.id, token=fresh.lease_token, now=at(63),
+                                outcome=Outcome(state=DONE, note="won"))
 
     @pytest.mark.parametrize("backend", DURABLE_BACKENDS, indirect=True)
     async def test_everything_survives_closing_and_reopening(self, backend):
@@ -826,8 +837,8 @@ class TestSharedDatabase:
         claimed = await claim(first)
         await first.reserve_order(event_id="evt-1", reference="tripleseat-evt-1", establishment_id=4,
                                   delivery_id=delivery.id, token=claimed.lease_token, now=T0)
-        await first.finish(delivery.id, token=claimed.lease_token, state=RETRYING, now=at(1), note="503",
-                           next_attempt_at=at(30), emails=[email(delivery.id)])
+        await first.finish(delivery.id, token=claimed.lease_token, now=at(1),
+                           outcome=Outcome(state=RETRYING, note="503", next_attempt_at=at(30), emails=[email(delivery.id)]))
         await first.set_flags(enable_connector=False, dry_run=None, actor="ana", reason="r", now=T0)
         await first.add_audit(actor="ana", action="a", detail="d", reason="r", now=T0)
         before = await first.get_delivery(delivery.id)
@@ -998,7 +1009,8 @@ class TestValuesAndPruning:
     async def test_pruning_removes_old_terminal_deliveries_only(self, store):
         old_done = await add(store, event_id="evt-old")
         claimed = await claim(store, at(1))
-        assert await store.finish(old_done.id, token=claimed.lease_token, state=DONE, now=at(2), note="done")
+        assert await store.finish(old_done.id, token=claimed.lease_token, now=at(2),
+                                  outcome=Outcome(state=DONE, note="done"))
         pending = await add(store, event_id="evt-pending")
         assert await store.prune_history(older_than=at(1)) == 0
         assert await store.prune_history(older_than=at(3)) == 1
@@ -1017,7 +1029,8 @@ class TestValuesAndPruning:
                                           ref=OrderRef(77, "/resources/Order/77/"), snapshot="{}", now=at(2), note="created")
         later = await add(store, event_id="evt-ordered")
         again = await claim(store, at(3))
-        assert await store.finish(later.id, token=again.lease_token, state=DONE, now=at(3), note="no change")
+        assert await store.finish(later.id, token=again.lease_token, now=at(3),
+                                  outcome=Outcome(state=DONE, note="no change"))
         assert await store.prune_history(older_than=at(10)) == 1
         assert (await store.get_order("evt-ordered")).revel_order_id == 77
         assert (await store.get_delivery(owner.id)).state == DONE

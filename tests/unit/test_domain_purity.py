@@ -9,18 +9,24 @@ from pathlib import Path
 import pytest
 
 DOMAIN = Path(__file__).resolve().parents[2] / "src" / "tsrevel" / "domain"
-DOMAIN_FILES = sorted(DOMAIN.glob("*.py"))
+DOMAIN_FILES = sorted(DOMAIN.rglob("*.py"))  # the subpackages too (domain/processing/)
 ALLOWED_THIRD_PARTY = {"attrs"}
 
 
-def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+def module_id(path: Path) -> str:
+    """The path relative to the domain folder, so that two __init__.py files get two ids."""
+    return path.relative_to(DOMAIN).as_posix()
+
+
+def imported_modules(tree: ast.AST, package: str = "tsrevel.domain") -> list[tuple[int, str]]:
+    """Every module the tree imports, a relative import resolved against package (the module's own)."""
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # a relative import stays inside tsrevel.domain only if it does not climb out
-                found.append((node.lineno, "tsrevel.domain" if node.level == 1 else "." * node.level + (node.module or "")))
+                found.append((node.lineno, resolve_relative(package, node.level, node.module)))
             else:
                 found.append((node.lineno, node.module or ""))
         elif isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
@@ -28,6 +34,20 @@ def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
             if name in ("__import__", "import_module") and node.args and isinstance(node.args[0], ast.Constant):
                 found.append((node.lineno, str(node.args[0].value)))
     return found
+
+
+def resolve_relative(package: str, level: int, module: str | None) -> str:
+    """The absolute name of ``from <level dots><module> import ...`` written in package; dots kept when it climbs above the top."""
+    parts = package.split(".")
+    if level - 1 >= len(parts):  # above tsrevel itself: never allowed
+        return "." * level + (module or "")
+    base = ".".join(parts[: len(parts) - (level - 1)])
+    return f"{base}.{module}" if module else base
+
+
+def package_of(path: Path) -> str:
+    """The package a domain file's relative imports are resolved against."""
+    return ".".join(("tsrevel", "domain", *path.relative_to(DOMAIN).parent.parts))
 
 
 def allowed(module: str) -> bool:
@@ -51,19 +71,21 @@ def environment_reads(tree: ast.AST) -> list[int]:
 
 class TestDomainPurity:
     def test_there_are_domain_modules_to_check(self) -> None:
-        names = {path.name for path in DOMAIN_FILES}
+        names = {module_id(path) for path in DOMAIN_FILES}
         assert {"events.py", "mapping.py", "safety.py", "signature.py"} <= names
+        assert {"processing/__init__.py", "processing/delivery_pass.py"} <= names  # the subpackages are walked
 
-    @pytest.mark.parametrize("path", DOMAIN_FILES, ids=lambda p: p.name)
+    @pytest.mark.parametrize("path", DOMAIN_FILES, ids=module_id)
     def test_a_domain_module_imports_only_the_standard_library_attrs_and_the_domain(self, path: Path) -> None:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        forbidden = [f"{path.name}:{line}: {module}" for line, module in imported_modules(tree) if not allowed(module)]
+        imports = imported_modules(tree, package_of(path))
+        forbidden = [f"{module_id(path)}:{line}: {module}" for line, module in imports if not allowed(module)]
         assert forbidden == []
 
-    @pytest.mark.parametrize("path", DOMAIN_FILES, ids=lambda p: p.name)
+    @pytest.mark.parametrize("path", DOMAIN_FILES, ids=module_id)
     def test_a_domain_module_never_reads_the_environment(self, path: Path) -> None:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        assert environment_reads(tree) == [], f"{path.name} reads the environment"
+        assert environment_reads(tree) == [], f"{module_id(path)} reads the environment"
 
 
 class TestTheCheckerItself:
@@ -96,3 +118,10 @@ class TestTheCheckerItself:
     )
     def test_an_allowed_import_passes(self, source: str) -> None:
         assert all(allowed(m) for _, m in imported_modules(ast.parse(source)))
+
+    def test_a_relative_import_in_a_subpackage_is_resolved_against_it(self) -> None:
+        package = "tsrevel.domain.processing"
+        assert [m for _, m in imported_modules(ast.parse("from ..ids import delivery_key"), package)] == ["tsrevel.domain.ids"]
+        assert [m for _, m in imported_modules(ast.parse("from . import intake"), package)] == [package]
+        climbing = [m for _, m in imported_modules(ast.parse("from ... import adapters"), package)]
+        assert climbing == ["tsrevel"] and not allowed(climbing[0])

@@ -31,6 +31,7 @@ from tsrevel.domain.deliveries import (
     duplicate_by_version,
 )
 from tsrevel.domain.orders import OrderRef
+from tsrevel.domain.outcome import Outcome
 from tsrevel.domain.ports import (
     BUSY,
     EMAIL_PENDING,
@@ -193,21 +194,19 @@ class MemoryStore:
         return True
 
     @_atomic
-    def finish(
-        self, delivery_id: int, *, token: int, state: str, now: datetime, note: str, error: str | None = None,
-        attempts: int | None = None, next_attempt_at: datetime | None = None, result: str | None = None,
-        order_reference: str | None = None, emails: Sequence[EmailMessage] = (), release_event_id: str | None = None
-    ) -> bool:
-        check_finish_state(state)
-        now, next_attempt_at = utc(now), utc_or_none(next_attempt_at)
+    def finish(self, delivery_id: int, *, token: int, now: datetime, outcome: Outcome) -> bool:
+        check_finish_state(outcome.state)
+        now, next_attempt_at = utc(now), utc_or_none(outcome.next_attempt_at)
         delivery = self._deliveries.get(delivery_id)
         if delivery is None or not _holds_lease(delivery, token):
             return False
-        changes: dict[str, object] = {"state": state, "next_attempt_at": next_attempt_at, "lease_until": None}
-        optional = {"last_error": error, "attempts": attempts, "result": result, "order_reference": order_reference}
+        changes: dict[str, object] = {"state": outcome.state, "next_attempt_at": next_attempt_at, "lease_until": None}
+        optional = {"last_error": outcome.error, "attempts": outcome.attempts, "result": outcome.result,
+                    "order_reference": outcome.order_reference}
         changes.update({name: value for name, value in optional.items() if value is not None})
-        self._update(delivery, now, note, **changes)
-        self._outbox(emails, now)
+        self._update(delivery, now, outcome.note, **changes)
+        self._outbox(outcome.emails, now)
+        release_event_id = outcome.release_event_id
         entry = self._orders.get(release_event_id) if release_event_id is not None else None
         if entry is not None and entry.state == LEDGER_PENDING and entry.delivery_id == delivery_id:
             del self._orders[entry.event_id]

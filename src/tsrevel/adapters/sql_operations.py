@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from tsrevel.adapters.sql_rows import add_timeline, delivery_from_row, flags_from_row, get_delivery, ledger_entry
 from tsrevel.adapters.sql_rows import literals, time_or_none
-from tsrevel.adapters.store_common import utc
+from tsrevel.adapters.store_common import utc, utc_or_none
 from tsrevel.domain.deliveries import (
     DONE,
     IGNORED,
@@ -25,6 +25,7 @@ from tsrevel.domain.deliveries import (
     duplicate_by_version,
 )
 from tsrevel.domain.orders import OrderRef
+from tsrevel.domain.outcome import Outcome
 from tsrevel.domain.ports import BUSY, EMAIL_PENDING, RESERVED, EmailMessage, FlagOverrides, Reservation
 from tsrevel.domain.store_rules import (
     CLAIMABLE_STATES,
@@ -165,10 +166,8 @@ async def add_note(db: Db, delivery_id: int, token: int, now: datetime, note: st
     return True
 
 
-async def finish(
-    db: Db, delivery_id: int, token: int, now: datetime, note: str, changes: dict[str, Any],
-    emails: tuple[EmailMessage, ...], release_event_id: str | None,
-) -> bool:
+async def finish(db: Db, delivery_id: int, token: int, now: datetime, outcome: Outcome) -> bool:
+    """Commit the outcome if token still holds the lease: the row, its timeline note, its emails, the slot it releases."""
     changed = await db.run(
         """UPDATE deliveries
            SET state = %(state)s,
@@ -180,15 +179,17 @@ async def finish(
                updated_at = %(now)s,
                lease_until = NULL
            WHERE id = %(id)s AND lease_token = %(token)s AND state = %(processing)s""",
-        {**changes, "now": now, "id": delivery_id, "token": token, "processing": PROCESSING},
+        {"state": outcome.state, "error": outcome.error, "attempts": outcome.attempts,
+         "next_attempt_at": utc_or_none(outcome.next_attempt_at), "result": outcome.result,
+         "order_reference": outcome.order_reference, "now": now, "id": delivery_id, "token": token, "processing": PROCESSING},
     )
     if changed != 1:
         return False
-    await add_timeline(db, delivery_id, now, changes["state"], note)
-    await _add_emails(db, emails, now)
-    if release_event_id is not None:
+    await add_timeline(db, delivery_id, now, outcome.state, outcome.note)
+    await _add_emails(db, outcome.emails, now)
+    if outcome.release_event_id is not None:
         await db.run("DELETE FROM orders WHERE event_id = %s AND state = %s AND delivery_id = %s",
-                     (release_event_id, LEDGER_PENDING, delivery_id))
+                     (outcome.release_event_id, LEDGER_PENDING, delivery_id))
     return True
 
 

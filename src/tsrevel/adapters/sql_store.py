@@ -20,6 +20,7 @@ from tsrevel.adapters.sql_rows import audit_entry, flags_from_row, get_delivery,
 from tsrevel.adapters.store_common import UTC, utc, utc_or_none
 from tsrevel.domain.deliveries import Delivery, LedgerEntry, NewDelivery
 from tsrevel.domain.orders import OrderRef
+from tsrevel.domain.outcome import Outcome
 from tsrevel.domain.ports import EMAIL_SENDING, EMAIL_SENT, AuditEntry, EmailMessage, FlagOverrides, OutboxEmail, Reservation
 from tsrevel.domain.store_rules import check_email_state, check_finish_state, check_new_state, check_replayable
 
@@ -95,26 +96,9 @@ class SqlStore:
     async def add_note(self, delivery_id: int, *, token: int, now: datetime, note: str) -> bool:
         return await self._write(ops.add_note, delivery_id, token, utc(now), note)
 
-    async def finish(
-        self,
-        delivery_id: int,
-        *,
-        token: int,
-        state: str,
-        now: datetime,
-        note: str,
-        error: str | None = None,
-        attempts: int | None = None,
-        next_attempt_at: datetime | None = None,
-        result: str | None = None,
-        order_reference: str | None = None,
-        emails: Sequence[EmailMessage] = (),
-        release_event_id: str | None = None,
-    ) -> bool:
-        check_finish_state(state)
-        changes = {"state": state, "error": error, "attempts": attempts, "next_attempt_at": utc_or_none(next_attempt_at),
-                   "result": result, "order_reference": order_reference}
-        return await self._write(ops.finish, delivery_id, token, utc(now), note, changes, tuple(emails), release_event_id)
+    async def finish(self, delivery_id: int, *, token: int, now: datetime, outcome: Outcome) -> bool:
+        check_finish_state(outcome.state)
+        return await self._write(ops.finish, delivery_id, token, utc(now), outcome)
 
     async def reserve_order(
         self, *, event_id: str, reference: str, establishment_id: int, delivery_id: int, token: int, now: datetime

@@ -12,6 +12,7 @@ from tsrevel.domain.deliveries import Delivery, LedgerEntry, NewDelivery
 from tsrevel.domain.events import TripleSeatEvent
 from tsrevel.domain.mapping import MappingConfig
 from tsrevel.domain.orders import OrderRef, RevelOrder
+from tsrevel.domain.outcome import Outcome
 
 EMAIL_PENDING = "pending"
 EMAIL_RETRYING = "retrying"
@@ -174,22 +175,13 @@ class Store(Protocol):
         """Claim the next due delivery (or exactly delivery_id, if it is claimable)."""
         ...
     async def add_note(self, delivery_id: int, *, token: int, now: datetime, note: str) -> bool: ...
-    async def finish(
-        self,
-        delivery_id: int,
-        *,
-        token: int,
-        state: str,
-        now: datetime,
-        note: str,
-        error: str | None = None,
-        attempts: int | None = None,
-        next_attempt_at: datetime | None = None,
-        result: str | None = None,
-        order_reference: str | None = None,
-        emails: Sequence[EmailMessage] = (),
-        release_event_id: str | None = None,
-    ) -> bool: ...
+    async def finish(self, delivery_id: int, *, token: int, now: datetime, outcome: Outcome) -> bool:
+        """Commit the outcome of a claimed delivery in one transaction, if token still holds its lease; False otherwise.
+
+        The state and its timeline note, the outcome's other fields, its emails into the outbox and
+        the release of the event's pending order slot (only if this delivery holds it) go together.
+        """
+        ...
 
     async def reserve_order(
         self, *, event_id: str, reference: str, establishment_id: int, delivery_id: int, token: int, now: datetime
@@ -224,16 +216,11 @@ class Store(Protocol):
 
     async def claim_email(self, *, now: datetime, lease_until: datetime) -> OutboxEmail | None: ...
     async def finish_email(
-        self,
-        email_id: int,
-        *,
-        token: int,
-        state: str,
-        now: datetime,
-        error: str | None = None,
-        attempts: int | None = None,
-        next_attempt_at: datetime | None = None,
-    ) -> bool: ...
+        self, email_id: int, *, token: int, state: str, now: datetime, error: str | None = None,
+        attempts: int | None = None, next_attempt_at: datetime | None = None,
+    ) -> bool:
+        """Leave a claimed email in state, if token still holds its lease; False otherwise."""
+        ...
     async def list_emails(self, *, delivery_id: int | None = None, limit: int = 100) -> list[OutboxEmail]: ...
 
     async def add_audit(self, *, actor: str, action: str, detail: str, reason: str, now: datetime) -> None: ...
