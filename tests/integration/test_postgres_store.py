@@ -27,7 +27,7 @@ from tsrevel.adapters.postgres_store import _EVENT_LOCK_CLASS, MIGRATIONS, Postg
 from tsrevel.domain.deliveries import DONE, PROCESSING, QUEUED, NewDelivery
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable
 from tsrevel.domain.orders import OrderRef
-from tsrevel.domain.outcome import Outcome
+from tsrevel.domain.verdict import Verdict
 from tsrevel.domain.ports import EMAIL_PENDING, EmailMessage
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.anyio]
@@ -246,7 +246,7 @@ class TestPerEventExclusion:
             assert all(count == 1 for _, count in leased)
             for delivery in claimed:
                 assert await stores[1].finish(delivery.id, token=delivery.lease_token, now=now,
-                                              outcome=Outcome(state=DONE, note="done"))
+                                              outcome=Verdict(state=DONE, note="done"))
                 remaining[delivery.event_id] -= 1
         assert await stores[2].count_by_state() == {DONE: 40}
 
@@ -298,7 +298,7 @@ class TestPruning:
             await store.add_delivery(new_delivery(f"evt-{n}", n))
             claimed = await store.claim_delivery(now=T0, lease_until=T0 + LEASE)
             assert claimed is not None
-            await store.finish(claimed.id, token=claimed.lease_token, now=T0, outcome=Outcome(state=DONE, note="done"))
+            await store.finish(claimed.id, token=claimed.lease_token, now=T0, outcome=Verdict(state=DONE, note="done"))
         await store.add_delivery(new_delivery("evt-pending", 99))
         assert await store.prune_history(older_than=T0 + timedelta(seconds=1)) == 7
         assert await store.count_by_state() == {QUEUED: 1}

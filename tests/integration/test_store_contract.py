@@ -42,7 +42,7 @@ from tsrevel.domain.deliveries import (
 )
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, InvalidRequest, NotFound, StoreUnavailable
 from tsrevel.domain.orders import OrderRef
-from tsrevel.domain.outcome import Outcome
+from tsrevel.domain.verdict import Verdict
 from tsrevel.domain.ports import (
     BUSY,
     EMAIL_PENDING,
@@ -208,7 +208,7 @@ async def delivery_in_state(store, state: str, *, now: datetime = T0, event_id: 
     claimed = await claim(store, now)
     assert claimed.id == delivery.id
     assert await store.finish(claimed.id, token=claimed.lease_token, now=now,
-                              outcome=Outcome(state=state, note=f"to {state}"))
+                              outcome=Verdict(state=state, note=f"to {state}"))
     return await store.get_delivery(delivery.id)
 
 
@@ -217,7 +217,7 @@ async def queue_email(store, now: datetime = T0) -> int:
     delivery = await add(store, event_id=f"evt-{random_key()}", received_at=now)
     claimed = await claim(store, now)
     assert await store.finish(claimed.id, token=claimed.lease_token, now=now,
-                              outcome=Outcome(state=DONE, note="done", emails=[email(delivery.id)]))
+                              outcome=Verdict(state=DONE, note="done", emails=[email(delivery.id)]))
     [outboxed] = await store.list_emails(delivery_id=delivery.id)
     return outboxed.id
 
@@ -349,7 +349,7 @@ class TestClaimDelivery:
         delivery = await add(store)
         claimed = await claim(store)
         assert await store.finish(delivery.id, token=claimed.lease_token, now=at(1),
-                                  outcome=Outcome(state=RETRYING, note="Revel 503",
+                                  outcome=Verdict(state=RETRYING, note="Revel 503",
                                                   error="503", attempts=1, next_attempt_at=at(30)))
         assert await store.claim_delivery(now=at(29.999999), lease_until=at(90)) is None
         again = await claim(store, at(30))
@@ -368,13 +368,13 @@ class TestClaimDelivery:
         assert fresh.timeline[-1].note == "claimed after lease expired"
 
         committed = await store.finish(delivery.id, token=stale.lease_token, now=at(70),
-                                       outcome=Outcome(state=DONE, note="late",
+                                       outcome=Verdict(state=DONE, note="late",
                                                        result='{"stale": true}', emails=[email(delivery.id)]))
         assert not committed
         assert await store.get_delivery(delivery.id) == fresh
         assert await store.list_emails() == []
         assert await store.finish(delivery.id, token=fresh.lease_token, now=at(71),
-                                  outcome=Outcome(state=DONE, note="won"))
+                                  outcome=Verdict(state=DONE, note="won"))
         assert (await store.get_delivery(delivery.id)).state == DONE
 
     async def test_one_worker_per_event_at_a_time(self, store):
@@ -385,7 +385,7 @@ class TestClaimDelivery:
         # second is older than other but its event is leased: other goes first.
         assert (await claim(store, at(1))).id == other.id
         assert await store.claim_delivery(now=at(2), lease_until=at(62)) is None
-        assert await store.finish(first.id, token=1, now=at(3), outcome=Outcome(state=DONE, note="done"))
+        assert await store.finish(first.id, token=1, now=at(3), outcome=Verdict(state=DONE, note="done"))
         assert (await claim(store, at(4))).id == second.id
 
     async def test_an_expired_lease_no_longer_blocks_its_event(self, store):
@@ -415,7 +415,7 @@ class TestAddNote:
         token = claimed.lease_token
         assert not await store.add_note(delivery.id, token=token + 1, now=at(1), note="wrong token")
         assert not await store.add_note(delivery.id, token=token, now=T0 + LEASE + timedelta(seconds=1), note="late")
-        assert await store.finish(delivery.id, token=token, now=at(2), outcome=Outcome(state=DONE, note="done"))
+        assert await store.finish(delivery.id, token=token, now=at(2), outcome=Verdict(state=DONE, note="done"))
         assert not await store.add_note(delivery.id, token=token, now=at(3), note="after finish")
         assert not await store.add_note(999, token=1, now=at(3), note="nobody")
         notes = [e.note for e in (await store.get_delivery(delivery.id)).timeline]
@@ -428,7 +428,7 @@ class TestFinish:
         delivery = await add(store)
         claimed = await claim(store)
         assert await store.finish(delivery.id, token=claimed.lease_token, now=at(5),
-                                  outcome=Outcome(state=RETRYING, note="Revel 502", error="502 Bad Gateway",
+                                  outcome=Verdict(state=RETRYING, note="Revel 502", error="502 Bad Gateway",
                                                   attempts=1, next_attempt_at=at(65), result='{"a": 1}', order_reference="tripleseat-1"))
         stored = await store.get_delivery(delivery.id)
         assert (stored.state, stored.last_error, stored.attempts) == (RETRYING, "502 Bad Gateway", 1)
@@ -440,11 +440,11 @@ class TestFinish:
         delivery = await add(store)
         first = await claim(store)
         await store.finish(delivery.id, token=first.lease_token, now=at(1),
-                           outcome=Outcome(state=RETRYING, note="retry", error="timeout",
+                           outcome=Verdict(state=RETRYING, note="retry", error="timeout",
                                            attempts=1, next_attempt_at=at(2), result="r", order_reference="ref"))
         second = await claim(store, at(2))
         assert await store.finish(delivery.id, token=second.lease_token, now=at(3),
-                                  outcome=Outcome(state=DEAD, note="gave up"))
+                                  outcome=Verdict(state=DEAD, note="gave up"))
         stored = await store.get_delivery(delivery.id)
         assert (stored.state, stored.last_error, stored.attempts) == (DEAD, "timeout", 1)
         assert (stored.next_attempt_at, stored.result, stored.order_reference) == (None, "r", "ref")
@@ -454,7 +454,7 @@ class TestFinish:
         claimed = await claim(store)
         messages = [email(delivery.id), email(delivery.id, kind="needs_attention")]
         assert await store.finish(delivery.id, token=claimed.lease_token, now=at(1),
-                                  outcome=Outcome(state=DONE, note="done", emails=messages))
+                                  outcome=Verdict(state=DONE, note="done", emails=messages))
         outbox = await store.list_emails(delivery_id=delivery.id)
         assert [e.message for e in outbox] == messages
         assert {(e.state, e.attempts, e.created_at, e.sent_at) for e in outbox} == {(EMAIL_PENDING, 0, at(1), None)}
@@ -464,11 +464,11 @@ class TestFinish:
         claimed = await claim(store)
         with pytest.raises(ValueError, match="cannot finish"):
             await store.finish(delivery.id, token=claimed.lease_token, now=at(1),
-                               outcome=Outcome(state=PROCESSING, note="?"))
+                               outcome=Verdict(state=PROCESSING, note="?"))
         assert (await store.get_delivery(delivery.id)) == claimed
 
     async def test_finish_on_an_unknown_delivery_writes_nothing(self, store):
-        assert not await store.finish(999, token=1, now=T0, outcome=Outcome(state=DONE, note="?", emails=[email(999)]))
+        assert not await store.finish(999, token=1, now=T0, outcome=Verdict(state=DONE, note="?", emails=[email(999)]))
         assert await store.list_emails() == []
 
     async def test_release_drops_only_this_deliverys_pending_slot(self, store):
@@ -477,7 +477,7 @@ class TestFinish:
         await store.reserve_order(event_id="evt-1", reference="tripleseat-evt-1", establishment_id=4,
                                   delivery_id=mine.id, token=claimed.lease_token, now=T0)
         assert await store.finish(mine.id, token=claimed.lease_token, now=at(1),
-                                  outcome=Outcome(state=HELD, note="switched off", release_event_id="evt-1"))
+                                  outcome=Verdict(state=HELD, note="switched off", release_event_id="evt-1"))
         assert await store.get_order("evt-1") is None
 
     async def test_release_keeps_a_slot_owned_by_another_delivery_or_already_created(self, store):
@@ -488,14 +488,14 @@ class TestFinish:
         other = await add(store, event_id="evt-2")
         other_claim = await claim(store)
         assert await store.finish(other.id, token=other_claim.lease_token, now=at(1),
-                                  outcome=Outcome(state=DONE, note="x", release_event_id="evt-1"))
+                                  outcome=Verdict(state=DONE, note="x", release_event_id="evt-1"))
         assert (await store.get_order("evt-1")).state == LEDGER_PENDING
         assert await store.complete_order(event_id="evt-1", delivery_id=owner.id, token=owner_claim.lease_token,
                                           ref=OrderRef(77), snapshot="{}", now=at(2), note="created")
         later = await add(store, event_id="evt-1")
         later_claim = await claim(store, at(3))
         assert await store.finish(later.id, token=later_claim.lease_token, now=at(4),
-                                  outcome=Outcome(state=DEAD, note="x", release_event_id="evt-1"))
+                                  outcome=Verdict(state=DEAD, note="x", release_event_id="evt-1"))
         assert (await store.get_order("evt-1")).state == LEDGER_CREATED
 
 
@@ -549,7 +549,7 @@ class TestOrderLedger:
         await store.reserve_order(event_id="evt-1", reference="tripleseat-evt-1", establishment_id=4,
                                   delivery_id=owner.id, token=owner.lease_token, now=T0)
         await store.finish(owner.id, token=owner.lease_token, now=at(1),
-                           outcome=Outcome(state=RETRYING, note="timeout", next_attempt_at=at(100)))
+                           outcome=Verdict(state=RETRYING, note="timeout", next_attempt_at=at(100)))
         taken = await store.reserve_order(event_id="evt-1", reference="tripleseat-evt-1", establishment_id=9,
                                           delivery_id=other.id, token=other.lease_token, now=at(2))
         assert taken.outcome == RESERVED
@@ -643,7 +643,7 @@ class TestReplay:
         delivery = await add(store)
         claimed = await claim(store)
         await store.finish(delivery.id, token=claimed.lease_token, now=at(1),
-                           outcome=Outcome(state=DEAD, note="400",
+                           outcome=Verdict(state=DEAD, note="400",
                                            error="422 unknown product", attempts=8, next_attempt_at=at(99)))
         assert await store.replay_delivery(delivery.id, now=at(10), note="replayed by ops")
         stored = await store.get_delivery(delivery.id)
@@ -826,9 +826,9 @@ class TestSharedDatabase:
         stale = await claim(one, T0)
         fresh = await claim(two, T0 + LEASE + timedelta(seconds=1))
         assert not await one.finish(delivery.id, token=stale.lease_token, now=at(62),
-                                    outcome=Outcome(state=DONE, note="late"))
+                                    outcome=Verdict(state=DONE, note="late"))
         assert await two.finish(delivery.id, token=fresh.lease_token, now=at(63),
-                                outcome=Outcome(state=DONE, note="won"))
+                                outcome=Verdict(state=DONE, note="won"))
 
     @pytest.mark.parametrize("backend", DURABLE_BACKENDS, indirect=True)
     async def test_everything_survives_closing_and_reopening(self, backend):
@@ -838,7 +838,7 @@ class TestSharedDatabase:
         await first.reserve_order(event_id="evt-1", reference="tripleseat-evt-1", establishment_id=4,
                                   delivery_id=delivery.id, token=claimed.lease_token, now=T0)
         await first.finish(delivery.id, token=claimed.lease_token, now=at(1),
-                           outcome=Outcome(state=RETRYING, note="503", next_attempt_at=at(30), emails=[email(delivery.id)]))
+                           outcome=Verdict(state=RETRYING, note="503", next_attempt_at=at(30), emails=[email(delivery.id)]))
         await first.set_flags(enable_connector=False, dry_run=None, actor="ana", reason="r", now=T0)
         await first.add_audit(actor="ana", action="a", detail="d", reason="r", now=T0)
         before = await first.get_delivery(delivery.id)
@@ -1010,7 +1010,7 @@ class TestValuesAndPruning:
         old_done = await add(store, event_id="evt-old")
         claimed = await claim(store, at(1))
         assert await store.finish(old_done.id, token=claimed.lease_token, now=at(2),
-                                  outcome=Outcome(state=DONE, note="done"))
+                                  outcome=Verdict(state=DONE, note="done"))
         pending = await add(store, event_id="evt-pending")
         assert await store.prune_history(older_than=at(1)) == 0
         assert await store.prune_history(older_than=at(3)) == 1
@@ -1030,7 +1030,7 @@ class TestValuesAndPruning:
         later = await add(store, event_id="evt-ordered")
         again = await claim(store, at(3))
         assert await store.finish(later.id, token=again.lease_token, now=at(3),
-                                  outcome=Outcome(state=DONE, note="no change"))
+                                  outcome=Verdict(state=DONE, note="no change"))
         assert await store.prune_history(older_than=at(10)) == 1
         assert (await store.get_order("evt-ordered")).revel_order_id == 77
         assert (await store.get_delivery(owner.id)).state == DONE

@@ -31,7 +31,7 @@ from tsrevel.domain.deliveries import (
     duplicate_by_version,
 )
 from tsrevel.domain.orders import OrderRef
-from tsrevel.domain.outcome import Outcome
+from tsrevel.domain.verdict import Verdict
 from tsrevel.domain.ports import (
     BUSY,
     EMAIL_PENDING,
@@ -194,7 +194,7 @@ class MemoryStore:
         return True
 
     @_atomic
-    def finish(self, delivery_id: int, *, token: int, now: datetime, outcome: Outcome) -> bool:
+    def finish(self, delivery_id: int, *, token: int, now: datetime, outcome: Verdict) -> bool:
         check_finish_state(outcome.state)
         now, next_attempt_at = utc(now), utc_or_none(outcome.next_attempt_at)
         delivery = self._deliveries.get(delivery_id)

@@ -25,7 +25,7 @@ from tsrevel.domain.deliveries import (
     duplicate_by_version,
 )
 from tsrevel.domain.orders import OrderRef
-from tsrevel.domain.outcome import Outcome
+from tsrevel.domain.verdict import Verdict
 from tsrevel.domain.ports import BUSY, EMAIL_PENDING, RESERVED, EmailMessage, FlagOverrides, Reservation
 from tsrevel.domain.store_rules import (
     CLAIMABLE_STATES,
@@ -166,7 +166,7 @@ async def add_note(db: Db, delivery_id: int, token: int, now: datetime, note: st
     return True
 
 
-async def finish(db: Db, delivery_id: int, token: int, now: datetime, outcome: Outcome) -> bool:
+async def finish(db: Db, delivery_id: int, token: int, now: datetime, outcome: Verdict) -> bool:
     """Commit the outcome if token still holds the lease: the row, its timeline note, its emails, the slot it releases."""
     changed = await db.run(
         """UPDATE deliveries

@@ -20,7 +20,7 @@ from tsrevel.adapters.sql_rows import audit_entry, flags_from_row, get_delivery,
 from tsrevel.adapters.store_common import UTC, utc, utc_or_none
 from tsrevel.domain.deliveries import Delivery, LedgerEntry, NewDelivery
 from tsrevel.domain.orders import OrderRef
-from tsrevel.domain.outcome import Outcome
+from tsrevel.domain.verdict import Verdict
 from tsrevel.domain.ports import EMAIL_SENDING, EMAIL_SENT, AuditEntry, EmailMessage, FlagOverrides, OutboxEmail, Reservation
 from tsrevel.domain.store_rules import check_email_state, check_finish_state, check_new_state, check_replayable
 
@@ -96,7 +96,7 @@ class SqlStore:
     async def add_note(self, delivery_id: int, *, token: int, now: datetime, note: str) -> bool:
         return await self._write(ops.add_note, delivery_id, token, utc(now), note)
 
-    async def finish(self, delivery_id: int, *, token: int, now: datetime, outcome: Outcome) -> bool:
+    async def finish(self, delivery_id: int, *, token: int, now: datetime, outcome: Verdict) -> bool:
         check_finish_state(outcome.state)
         return await self._write(ops.finish, delivery_id, token, utc(now), outcome)
 

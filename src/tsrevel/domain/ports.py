@@ -12,7 +12,7 @@ from tsrevel.domain.deliveries import Delivery, LedgerEntry, NewDelivery
 from tsrevel.domain.events import TripleSeatEvent
 from tsrevel.domain.mapping import MappingConfig
 from tsrevel.domain.orders import OrderRef, RevelOrder
-from tsrevel.domain.outcome import Outcome
+from tsrevel.domain.verdict import Verdict
 
 EMAIL_PENDING = "pending"
 EMAIL_RETRYING = "retrying"
@@ -175,7 +175,7 @@ class Store(Protocol):
         """Claim the next due delivery (or exactly delivery_id, if it is claimable)."""
         ...
     async def add_note(self, delivery_id: int, *, token: int, now: datetime, note: str) -> bool: ...
-    async def finish(self, delivery_id: int, *, token: int, now: datetime, outcome: Outcome) -> bool:
+    async def finish(self, delivery_id: int, *, token: int, now: datetime, outcome: Verdict) -> bool:
         """Commit the outcome of a claimed delivery in one transaction, if token still holds its lease; False otherwise.
 
         The state and its timeline note, the outcome's other fields, its emails into the outbox and

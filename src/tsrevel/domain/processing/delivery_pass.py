@@ -1,4 +1,4 @@
-"""The delivery pass: one claimed delivery taken through decide -> hold/skip/ignore/withdraw/order, ending in one Outcome the store commits."""
+"""The delivery pass: one claimed delivery taken through decide -> hold/skip/ignore/withdraw/order, ending in one Verdict the store commits."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tsrevel.domain.errors import GatewayError, PayloadError, StoreUnavailable
 from tsrevel.domain.events import TripleSeatEvent, WebhookEnvelope
 from tsrevel.domain.mapping import MappingConfig, MappingFailure, map_event, money_reading
 from tsrevel.domain.orders import RevelOrder
-from tsrevel.domain.outcome import Outcome
+from tsrevel.domain.verdict import Verdict
 from tsrevel.domain.ports import BUSY, DEAD_LETTERS, EXISTING, RETRIES
 from tsrevel.domain.safety import Hold, Ignore, Process, Skip, Withdraw, decide
 from tsrevel.domain.window import defer_until, deferred_note, window_opens_at
@@ -58,7 +58,7 @@ class DeliveryPass:
         p = self.processor
         return await p.store.add_note(self.delivery.id, token=self.token, now=now or p.clock.now(), note=note)
 
-    async def settle(self, outcome: Outcome) -> bool:
+    async def settle(self, outcome: Verdict) -> bool:
         """Commit the pass's verdict (fenced by the lease); False when the lease was lost and the new owner decides."""
         p, state = self.processor, outcome.state
         ok = await p.store.finish(self.delivery.id, token=self.token, now=p.clock.now(), outcome=outcome)
@@ -78,7 +78,7 @@ class DeliveryPass:
         try:
             envelope = WebhookEnvelope.from_json_bytes(self.delivery.body)
         except PayloadError as exc:
-            await self.settle(Outcome.rejected(f"unusable payload: {exc}", error=str(exc)))
+            await self.settle(Verdict.rejected(f"unusable payload: {exc}", error=str(exc)))
             return
         policy = self.processor.settings.order_policy
         flags = await self.processor.flags()
@@ -92,11 +92,11 @@ class DeliveryPass:
                 envelope = attrs.evolve(envelope, event=current)
                 decision = decide(envelope, flags, policy)
         if isinstance(decision, Hold):
-            await self.settle(Outcome.held(decision.reason))
+            await self.settle(Verdict.held(decision.reason))
         elif isinstance(decision, Skip):
-            await self.settle(Outcome.skipped(decision.reason))
+            await self.settle(Verdict.skipped(decision.reason))
         elif isinstance(decision, Ignore):
-            await self.settle(Outcome.ignored(decision.reason))
+            await self.settle(Verdict.ignored(decision.reason))
         elif isinstance(decision, Withdraw):
             assert envelope.event is not None  # decide() only withdraws events
             await self.withdraw(envelope.event, decision.reason)
@@ -115,7 +115,7 @@ class DeliveryPass:
         assert hours is not None
         later = defer_until(event, now=now, window_hours=hours, site_zone=zone)
         if later is not None:
-            await self.settle(Outcome.retry_at(later, deferred_note(later, hours)))
+            await self.settle(Verdict.retry_at(later, deferred_note(later, hours)))
             return None
         opened = window_opens_at(event, window_hours=hours, site_zone=zone)
         if opened is None or self.delivery.received_at >= opened or p.events is None:
@@ -134,7 +134,7 @@ class DeliveryPass:
         await self._note("order window open: re-read the event from the TripleSeat API", now=now)
         later = defer_until(current, now=now, window_hours=hours, site_zone=zone)
         if later is not None:  # the event moved further out meanwhile
-            await self.settle(Outcome.retry_at(later, deferred_note(later, hours)))
+            await self.settle(Verdict.retry_at(later, deferred_note(later, hours)))
             return None
         return current
 
@@ -144,7 +144,7 @@ class DeliveryPass:
         if marker is None or marker[0] <= self.delivery.id:
             return False  # never withdrawn, or this delivery came after (the event was restored): go on
         by, why = marker
-        await self.settle(Outcome.ignored(f"event {event_id} was {why} by a later delivery ({by}) before any order existed: no order"))
+        await self.settle(Verdict.ignored(f"event {event_id} was {why} by a later delivery ({by}) before any order existed: no order"))
         return True
 
     async def withdraw(self, event: TripleSeatEvent, reason: str) -> None:
@@ -159,11 +159,11 @@ class DeliveryPass:
             marker = _withdrawn_marker(await p.store.get_value(key))
             if marker is None or self.delivery.id > marker[0]:
                 await p.store.put_value(key, json.dumps({"delivery_id": self.delivery.id, "why": why}), now=p.clock.now())
-            await self.settle(Outcome.ignored(f"{reason}; no Revel order exists, nothing to void"))
+            await self.settle(Verdict.ignored(f"{reason}; no Revel order exists, nothing to void"))
             return
         email = notifications.void_request(self.delivery, event, _ref_text(entry), why, to=p.settings.email_to)
         note = f"{reason}; asked operations to void {entry.reference}"
-        await self.settle(Outcome.needs_attention(note, order_reference=entry.reference, emails=(email,)))
+        await self.settle(Verdict.needs_attention(note, order_reference=entry.reference, emails=(email,)))
 
     async def order_event(self, event: TripleSeatEvent, *, dry_run: bool) -> None:
         """Compare with the event's order when it has one; otherwise map it and place it (or, in dry run, only say what)."""
@@ -193,7 +193,7 @@ class DeliveryPass:
         mapped = map_event(event, self.mapping, unmapped=p.settings.unmapped_items, received_at=self.delivery.received_at)
         if isinstance(mapped, MappingFailure):
             email = notifications.mapping_failure(self.delivery, mapped, to=p.settings.email_to)
-            await self.settle(Outcome.dead(mapped.describe(), attempts=self.delivery.attempts + 1, emails=(email,)))
+            await self.settle(Verdict.dead(mapped.describe(), attempts=self.delivery.attempts + 1, emails=(email,)))
             return
         # The money as we read it, as evidence; what ops must know goes on the delivery's timeline too.
         self._log(logging.INFO, "delivery %s: invoice of event %s: %s (read: %s)", self.delivery.id, event.id, mapped.arithmetic, money_reading(event, self.mapping))
@@ -203,7 +203,7 @@ class DeliveryPass:
         snapshot = json.dumps(mapped.to_snapshot(), sort_keys=True)
         if dry_run:
             email = notifications.dry_run(self.delivery, mapped, to=p.settings.email_to)
-            await self.settle(Outcome.dry_run(
+            await self.settle(Verdict.dry_run(
                 f"DRY_RUN: would create {mapped.local_id} (final total {mapped.final_total}, remaining due {mapped.remaining_due}); nothing written to Revel",
                 result=snapshot, emails=(email,),
             ))
@@ -223,7 +223,7 @@ class DeliveryPass:
             return
         if reservation.outcome == BUSY:
             owner = reservation.entry.delivery_id if reservation.entry else "another worker"
-            await self.settle(Outcome.retry_at(
+            await self.settle(Verdict.retry_at(
                 now + timedelta(seconds=BUSY_RECHECK_S), f"delivery {owner} is placing this event's order; looking again shortly",
                 result=snapshot,
             ))
@@ -265,10 +265,10 @@ class DeliveryPass:
         """Re-check the flags and the lease right before a side effect; stand down when either says no."""
         flags = await self.processor.flags()
         if not flags.enable_connector:
-            await self.settle(Outcome.held("ENABLE_CONNECTOR switched off before the Revel call: held for replay", release_event_id=event_id))
+            await self.settle(Verdict.held("ENABLE_CONNECTOR switched off before the Revel call: held for replay", release_event_id=event_id))
             return False
         if flags.dry_run:
-            await self.settle(Outcome.dry_run("DRY_RUN switched on before the Revel call: nothing written", release_event_id=event_id))
+            await self.settle(Verdict.dry_run("DRY_RUN switched on before the Revel call: nothing written", release_event_id=event_id))
             return False
         if not await self._note(note):
             self._log(logging.WARNING, "delivery %s: lease lost; standing down before the side effect", self.delivery.id)
@@ -282,10 +282,10 @@ class DeliveryPass:
         changes = event_changes(ordered, event, self.mapping, unmapped=p.settings.unmapped_items) if ordered else []
         ref_text = _ref_text(entry)
         if not changes:
-            await self.settle(Outcome.done(f"order {ref_text} already exists; no change", order_reference=entry.reference))
+            await self.settle(Verdict.done(f"order {ref_text} already exists; no change", order_reference=entry.reference))
             return
         email = notifications.needs_attention(self.delivery, event, ref_text, changes, to=p.settings.email_to)
-        await self.settle(Outcome.needs_attention(
+        await self.settle(Verdict.needs_attention(
             f"event changed after order {ref_text}: " + "; ".join(changes), order_reference=entry.reference, emails=(email,)
         ))
 
@@ -316,14 +316,14 @@ class DeliveryPass:
             return
         at = policy.next_attempt_at(attempts, now=p.clock.now(), unit_random=p.unit_random(), retry_after=retry_after)
         p.metrics.count(RETRIES, kind="delivery")
-        await self.settle(Outcome.retry_at(
+        await self.settle(Verdict.retry_at(
             at, f"attempt {attempts} failed ({reason}); next attempt at {at.isoformat()}", error=reason, attempts=attempts, result=result
         ))
 
     async def give_up(self, reason: str, *, event_id: str) -> None:
         """Dead after this attempt, with the failure email; the event's order slot is released for a replay."""
         email = notifications.failure(self.delivery, reason, to=self.processor.settings.email_to, event_id=event_id or None)
-        await self.settle(Outcome.dead(
+        await self.settle(Verdict.dead(
             reason, attempts=self.delivery.attempts + 1, emails=(email,), release_event_id=event_id or None
         ))
 
@@ -332,7 +332,7 @@ class DeliveryPass:
         self.left_in = "store_unavailable"
         try:
             at = self.processor.clock.now() + timedelta(seconds=STORE_RECHECK_S)
-            await self.settle(Outcome.retry_at(at, f"the store was unavailable ({exc.reason}); looking again at {at.isoformat()}"))
+            await self.settle(Verdict.retry_at(at, f"the store was unavailable ({exc.reason}); looking again at {at.isoformat()}"))
         except StoreUnavailable:
             self._log(logging.DEBUG, "delivery %s: store unavailable; it is taken again when its lease runs out", self.delivery.id)
 
