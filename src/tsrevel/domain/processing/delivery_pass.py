@@ -262,16 +262,20 @@ class DeliveryPass:
             self._log(logging.WARNING, "delivery %s: lease lost after Revel answered; the new owner will find order %s by reference", self.delivery.id, ref.order_id)
 
     async def still_clear_to_act(self, event_id: str, note: str) -> bool:
-        """Re-check the flags and the lease right before a side effect; stand down when either says no."""
+        """Re-check the lease and the flags right before a side effect; stand down when either says no.
+
+        The lease note is written (and synced) first, so the flags read is the last thing before
+        the Revel call: a kill switch flipped while the note was committing is still obeyed (P5).
+        """
+        if not await self._note(note):
+            self._log(logging.WARNING, "delivery %s: lease lost; standing down before the side effect", self.delivery.id)
+            return False
         flags = await self.processor.flags()
         if not flags.enable_connector:
             await self.settle(Verdict.held("ENABLE_CONNECTOR switched off before the Revel call: held for replay", release_event_id=event_id))
             return False
         if flags.dry_run:
             await self.settle(Verdict.dry_run("DRY_RUN switched on before the Revel call: nothing written", release_event_id=event_id))
-            return False
-        if not await self._note(note):
-            self._log(logging.WARNING, "delivery %s: lease lost; standing down before the side effect", self.delivery.id)
             return False
         return True
 
