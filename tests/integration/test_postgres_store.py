@@ -288,9 +288,7 @@ class TestPruning:
         assert await store.count_by_state() == {DONE: 1}
 
     async def test_pruning_works_through_a_backlog_larger_than_one_batch(self, open_store, monkeypatch):
-        from tsrevel.adapters import postgres_store
-
-        monkeypatch.setattr(postgres_store, "_PRUNE_BATCH", 3)
+        monkeypatch.setattr(PostgresStore, "_prune_batch", 3)
         store = await open_store()
         for n in range(7):
             await store.add_delivery(new_delivery(f"evt-{n}", n))

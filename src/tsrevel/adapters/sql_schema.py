@@ -142,3 +142,10 @@ def migrations(dialect: str) -> tuple[tuple[str, ...], ...]:
         )
         for migration in _SCHEMA
     )
+
+
+def next_migration(known: tuple[tuple[str, ...], ...], current: int) -> tuple[str, ...] | None:
+    """The statements that bring a database at version current one step on; None when it is current."""
+    if current > len(known):
+        raise RuntimeError(f"database schema version {current} is newer than this tsrevel knows ({len(known)}); upgrade tsrevel")
+    return None if current == len(known) else known[current]
