@@ -203,6 +203,28 @@ class TestMigrations:
             await store.migrate()
 
 
+    async def test_the_ledger_and_the_outbox_refuse_deliveries_that_do_not_exist_without_checking_old_rows(
+        self, open_store, url, schema
+    ):
+        order = (f'INSERT INTO "{schema}".orders (event_id, reference, establishment_id, delivery_id, state, created_at,'
+                 " updated_at) VALUES (%s, 'ref', 1, 999, 'pending', now(), now())")
+        mail = (f'INSERT INTO "{schema}".emails (delivery_id, correlation_id, kind, subject, text, recipients, state,'
+                " created_at) VALUES (999, 'c', 'failure', 's', 't', '[]', 'pending', now())")
+        await open_store()
+        with psycopg.connect(url, autocommit=True) as conn:
+            # A database of migration 3 with an orphan row: migration 4 must not scan for it (NOT VALID).
+            conn.execute(f'ALTER TABLE "{schema}".orders DROP CONSTRAINT orders_delivery_fk')
+            conn.execute(f'ALTER TABLE "{schema}".emails DROP CONSTRAINT emails_delivery_fk')
+            conn.execute(f'DROP INDEX "{schema}".orders_by_delivery')
+            conn.execute(f'DELETE FROM "{schema}".schema_version WHERE version = 4')
+            conn.execute(order, ("evt-old",))
+            await open_store()  # migrates to 4
+            assert conn.execute(f'SELECT count(*) FROM "{schema}".orders').fetchone()[0] == 1
+            for statement, params in ((order, ("evt-new",)), (mail, None)):
+                with pytest.raises(psycopg.errors.ForeignKeyViolation):
+                    conn.execute(statement, params)
+
+
 class TestPerEventExclusion:
     async def test_a_claim_skips_an_event_another_session_is_claiming(self, open_store, url, schema):
         store = await open_store()
@@ -253,7 +275,9 @@ class TestPerEventExclusion:
 
 class TestLedgerAndFlags:
     async def test_the_database_itself_refuses_a_second_ledger_row_for_an_event(self, open_store, url, schema):
-        await open_store()
+        store = await open_store()
+        for n in (1, 2):  # the ledger's rows must point at real deliveries (ids 1 and 2)
+            await store.add_delivery(new_delivery(f"evt-{n}", n))
         with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.UniqueViolation):
             for delivery_id in (1, 2):
                 conn.execute(
@@ -290,9 +314,7 @@ class TestPruning:
         assert await store.count_by_state() == {DONE: 1}
 
     async def test_pruning_works_through_a_backlog_larger_than_one_batch(self, open_store, monkeypatch):
-        from tsrevel.adapters import postgres_store
-
-        monkeypatch.setattr(postgres_store, "_PRUNE_BATCH", 3)
+        monkeypatch.setattr(PostgresStore, "_prune_batch", 3)
         store = await open_store()
         for n in range(7):
             await store.add_delivery(new_delivery(f"evt-{n}", n))

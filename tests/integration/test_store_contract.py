@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +24,8 @@ import pytest
 from tests.postgres_db import drop_schema, new_schema_name, postgres_url
 from tsrevel.adapters.memory_store import MemoryStore
 from tsrevel.adapters.postgres_store import PostgresStore
-from tsrevel.adapters.sqlite_store import MIGRATIONS, SqliteStore, path_from_url
+from tsrevel.adapters.sqlite_engine import MIGRATIONS
+from tsrevel.adapters.sqlite_store import SqliteStore, path_from_url
 from tsrevel.domain.deliveries import (
     DEAD,
     DONE,
@@ -1146,3 +1148,35 @@ class TestLeases:
         stores = [await backend() for _ in range(4)]
         tokens = await asyncio.gather(*(s.take_lease("catchup", holder=f"h{i}", now=T0, until=at(60)) for i, s in enumerate(stores * 3)))
         assert len([t for t in tokens if t is not None]) == 1
+
+
+class TestMemoryStore:
+    """What the in-memory store promises beyond the contract: ready at once, one database each, atomic across threads."""
+
+    @pytest.mark.anyio
+    async def test_a_new_store_is_usable_without_migrate_and_holds_its_own_database(self):
+        first, second = MemoryStore(), MemoryStore()
+        delivery = await add(first)
+        assert (await first.get_delivery(delivery.id)).key == delivery.key
+        assert await second.list_deliveries() == []
+        await first.close()
+        assert await second.count_by_state() == {}
+
+    def test_threads_sharing_one_store_never_interleave_two_operations(self):
+        # An app under a test client and a worker thread: each operation is one whole transaction.
+        store, threads = MemoryStore(), 4
+        claimed: list[list[int]] = [[] for _ in range(threads)]
+
+        async def take_and_claim(mine: list[int]) -> None:
+            for _ in range(25):
+                await store.add_delivery(new_delivery(event_id=None))
+            while (delivery := await store.claim_delivery(now=T0, lease_until=T0 + LEASE)) is not None:
+                mine.append(delivery.id)
+
+        workers = [threading.Thread(target=asyncio.run, args=(take_and_claim(mine),)) for mine in claimed]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        ids = sorted(i for mine in claimed for i in mine)
+        assert ids == list(range(1, 25 * threads + 1))  # every delivery stored, and claimed exactly once

@@ -6,11 +6,9 @@ deliveries of one event; migrations run under an advisory lock, so replicas star
 apply each one exactly once. Nothing is cached in memory: another replica may change any row.
 """
 
-
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -24,14 +22,14 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from tsrevel.adapters.sql_rows import delivery_from_row, get_delivery, literals
-from tsrevel.adapters.sql_schema import migrations
+from tsrevel.adapters.sql_rows import get_delivery, literals
+from tsrevel.adapters.sql_schema import migrations, next_migration
 from tsrevel.adapters.sql_operations import CLAIMABLE, insert_delivery
-from tsrevel.adapters.sql_store import Op, SqlStore, check_new
-from tsrevel.adapters.store_common import StoreOutage, utc
-from tsrevel.domain.deliveries import PROCESSING, SOURCE_WEBHOOK, Delivery, NewDelivery, TimelineEntry
+from tsrevel.adapters.sql_store import Db, Op, SqlStore
+from tsrevel.adapters.store_common import StoreOutage
+from tsrevel.domain.deliveries import PROCESSING, Delivery, NewDelivery
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable
-from tsrevel.domain.store_rules import NOTE_CLAIMED, NOTE_TAKEN_OVER, intake_note
+from tsrevel.domain.store_rules import NOTE_CLAIMED, NOTE_TAKEN_OVER
 
 T = TypeVar("T")
 URL_PREFIXES = ("postgresql://", "postgres://")
@@ -42,9 +40,6 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Advisory lock keys (the two-int4 form, so they never meet a one-bigint lock another app may take).
 _MIGRATION_LOCK = (0x74730001, 0)
 _EVENT_LOCK_CLASS = 0x74730002  # second key: hashtext(event_id)
-
-# Pruning deletes in batches, so a first prune of a big backlog never holds locks for long.
-_PRUNE_BATCH = 2000
 
 MIGRATIONS = migrations("postgresql")  # the one schema definition: adapters/sql_schema.py
 
@@ -70,7 +65,6 @@ def check_url(url: str) -> str:
         # libpq's message may quote the whole URL, password and all: say what to check instead.
         raise ConfigError("database URL is not a valid PostgreSQL URL (check its host, port and ?parameters)") from None
     return url
-
 
 
 class PostgresStore(SqlStore):
@@ -123,7 +117,7 @@ class PostgresStore(SqlStore):
         async with self._connection() as conn:
             if not self._create:
                 table = f"{self._schema}.schema_version" if self._schema else "schema_version"
-                row = await _one(conn, "SELECT to_regclass(%s) IS NOT NULL AS found", (table,))
+                row = await _PgDb(conn).one("SELECT to_regclass(%s) IS NOT NULL AS found", (table,))
                 if row is None or not row["found"]:
                     where = f"schema {self._schema} of " if self._schema else ""
                     raise DatabaseMissing(f"there are no tsrevel tables in {where}{host_of(self._url)}")
@@ -138,7 +132,6 @@ class PostgresStore(SqlStore):
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
-
 
     async def probe(self, *, within_s: float) -> None:
         """Connect once, trying again until within_s has passed; StoreUnavailable with the last reason and the bound.
@@ -166,64 +159,23 @@ class PostgresStore(SqlStore):
     async def synchronous_mode(self) -> str:
         """SHOW synchronous_commit on the store's own connections: "on" unless the server or the URL lowered it."""
         async with self._connection() as conn:
-            row = await _one(conn, "SHOW synchronous_commit")
+            row = await _PgDb(conn).one("SHOW synchronous_commit")
         assert row is not None
         return str(row["synchronous_commit"])
 
     # -- deliveries -------------------------------------------------------------------------------
 
-    async def add_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]:
-        check_new(new)
-        if new.source != SOURCE_WEBHOOK or new.event_version is not None:
-            return await self._write(insert_delivery, new)
-        received_at = utc(new.received_at)
-        note = intake_note(new)
+    async def _insert(self, new: NewDelivery) -> tuple[Delivery, bool]:
+        if new.event_version is not None:  # a catch-up or sync: the version is its own statements
+            return await super()._insert(new)
+        # One statement in autocommit, so atomic without a transaction: intake answers only after it
+        # commits. A concurrent insert of the same key waits for the first to commit, then inserts nothing.
         async with self._connection() as conn:
-            # One statement, so atomic without a transaction: intake answers only after this commits.
-            # A concurrent insert of the same key waits for the first to commit, then inserts nothing.
-            row = await _one(
-                conn,
-                """WITH inserted AS (
-                       INSERT INTO deliveries (key, body, correlation_id, received_at, trigger_type, event_id, state,
-                                               last_error, updated_at, header_names)
-                       VALUES (%(key)s, %(body)s, %(cid)s, %(at)s, %(trigger)s, %(event)s, %(state)s, %(error)s, %(at)s,
-                               %(headers)s::jsonb)
-                       ON CONFLICT (key) DO NOTHING
-                       RETURNING *
-                   ), noted AS (
-                       INSERT INTO timeline (delivery_id, at, state, note)
-                       SELECT id, %(at)s, %(state)s, %(note)s FROM inserted
-                   )
-                   SELECT * FROM inserted""",
-                {
-                    "key": new.key,
-                    "body": new.body,
-                    "cid": new.correlation_id,
-                    "at": received_at,
-                    "trigger": new.trigger_type,
-                    "event": new.event_id,
-                    "state": new.state,
-                    "error": new.error,
-                    "headers": json.dumps(list(new.header_names)),
-                    "note": note,
-                },
-            )
-            if row is not None:
-                return delivery_from_row(row, (TimelineEntry(at=received_at, state=new.state, note=note),)), True
-            existing = await _one(conn, "SELECT id FROM deliveries WHERE key = %s", (new.key,))
-            assert existing is not None  # the conflicting row is committed, or we would have inserted
-            return await get_delivery(_PgDb(conn), existing["id"]), False
+            return await insert_delivery(_PgDb(conn), new, in_one_statement=True)
 
-    async def claim_delivery(
-        self, *, now: datetime, lease_until: datetime, delivery_id: int | None = None
-    ) -> Delivery | None:
-        now, lease_until = utc(now), utc(lease_until)
-        async with self._transaction() as conn:
-            return await _claim_delivery(conn, now, lease_until, delivery_id)
-
-    @property
-    def _prune_batch(self) -> int:  # type: ignore[override]
-        return _PRUNE_BATCH  # read at each prune, so a test can make batches small
+    @staticmethod
+    async def _claim(db: Db, now: datetime, lease_until: datetime, only: int | None) -> Delivery | None:
+        return await _claim_delivery(db, now, lease_until, only)
 
     async def _write(self, op: Op[T], *args: Any) -> T:
         async with self._transaction() as conn:
@@ -233,7 +185,6 @@ class PostgresStore(SqlStore):
         # Autocommit: each statement is its own snapshot (a delivery and its timeline are read in one).
         async with self._connection() as conn:
             return await op(_PgDb(conn), *args)
-
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection[DictRow]]:
@@ -318,40 +269,29 @@ async def _apply_next_migration(conn: AsyncConnection[DictRow], schema: str | No
     The advisory lock is held until this transaction ends, so replicas starting together queue
     here and each finds the version the one before it recorded: every migration runs once.
     """
+    db = _PgDb(conn)
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", _MIGRATION_LOCK)
+        await db.run("SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", _MIGRATION_LOCK)
         # Look before creating: CREATE ... IF NOT EXISTS still needs the CREATE privilege, which a
         # role given a ready-made schema may not have once it is set up.
-        if schema is not None and await _one(conn, "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)) is None:
-            await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        found = await _one(conn, "SELECT to_regclass('schema_version') IS NOT NULL AS found")
+        if schema is not None and await db.one("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)) is None:
+            await db.run(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        found = await db.one("SELECT to_regclass('schema_version') IS NOT NULL AS found")
         if not (found and found["found"]):
-            await conn.execute(
-                """CREATE TABLE schema_version (
-                       version INTEGER PRIMARY KEY,
-                       applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
-            )
-        row = await _one(conn, "SELECT COALESCE(MAX(version), 0) AS current FROM schema_version")
+            await db.run("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        row = await db.one("SELECT COALESCE(MAX(version), 0) AS current FROM schema_version")
         current = row["current"] if row else 0
-        if current > len(MIGRATIONS):
-            raise RuntimeError(
-                f"database schema version {current} is newer than this tsrevel knows ({len(MIGRATIONS)}); "
-                "upgrade tsrevel"
-            )
-        if current == len(MIGRATIONS):
+        statements = next_migration(MIGRATIONS, current)
+        if statements is None:
             return False
-        for statement in MIGRATIONS[current]:
-            await conn.execute(statement)
-        await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (current + 1,))
+        for statement in statements:
+            await db.run(statement)
+        await db.run("INSERT INTO schema_version (version) VALUES (%s)", (current + 1,))
         return True
 
 
 # -- claiming ------------------------------------------------------------------------------------
 
-# A missing next_attempt_at or lease_until counts as "due": a row must never be stuck for good.
-# States are literals, not parameters, so that even a generic (prepared) plan can use the partial
-# index of pending rows and walk it in id order instead of sorting the whole backlog.
-_CLAIMABLE = CLAIMABLE
 # The oldest unlocked candidate past `after`, row-locked (so racing claimers each get a different
 # one), and for an event a try at its advisory lock, in one round trip. A subquery with LIMIT is
 # never flattened, so the lock is tried for the one row returned only.
@@ -360,7 +300,7 @@ _NEXT_CANDIDATE = f"""
            CASE WHEN c.event_id IS NULL THEN true
                 ELSE pg_try_advisory_xact_lock(%(lock_class)s::integer, hashtext(c.event_id)) END AS locked
     FROM (SELECT d.id, d.event_id FROM deliveries AS d
-          WHERE {_CLAIMABLE}
+          WHERE {CLAIMABLE}
             AND d.id > %(after)s
             AND (d.event_id IS NULL OR d.event_id <> ALL(%(busy)s::text[]))
             AND (%(only)s::bigint IS NULL OR d.id = %(only)s::bigint)
@@ -371,7 +311,7 @@ _NEXT_CANDIDATE = f"""
 # Re-checked in a snapshot taken after the event lock, then leased and noted, in one statement.
 _TAKE = f"""
     WITH chosen AS (
-        SELECT d.id, d.state FROM deliveries AS d WHERE d.id = %(id)s AND {_CLAIMABLE} FOR UPDATE
+        SELECT d.id, d.state FROM deliveries AS d WHERE d.id = %(id)s AND {CLAIMABLE} FOR UPDATE
     ), taken AS (
         UPDATE deliveries AS leased
         SET state = {_PROCESSING}, lease_token = leased.lease_token + 1, lease_until = %(lease_until)s,
@@ -386,9 +326,7 @@ _TAKE = f"""
 """
 
 
-async def _claim_delivery(
-    conn: AsyncConnection[DictRow], now: datetime, lease_until: datetime, only: int | None
-) -> Delivery | None:
+async def _claim_delivery(db: Db, now: datetime, lease_until: datetime, only: int | None) -> Delivery | None:
     """Lease the oldest claimable delivery whose event no other worker holds.
 
     SKIP LOCKED alone cannot keep two replicas off one event: each would lock a different delivery
@@ -408,17 +346,17 @@ async def _claim_delivery(
     busy_events: list[str] = []
     after = 0
     while True:
-        candidate = await _one(conn, _NEXT_CANDIDATE, {**params, "after": after, "busy": busy_events})
+        candidate = await db.one(_NEXT_CANDIDATE, {**params, "after": after, "busy": busy_events})
         if candidate is None:
             return None
         after = candidate["id"]
         if not candidate["locked"]:
             busy_events.append(candidate["event_id"])  # another worker is claiming this event right now
             continue
-        taken = await _one(conn, _TAKE, {**params, "id": candidate["id"]})
+        taken = await db.one(_TAKE, {**params, "id": candidate["id"]})
         if taken is None:
             continue  # another delivery of its event was leased and committed before we got the lock
-        return await get_delivery(_PgDb(conn), candidate["id"])
+        return await get_delivery(db, candidate["id"])
 
 
 class _PgDb:
@@ -430,7 +368,8 @@ class _PgDb:
         self._conn = conn
 
     async def one(self, query: Any, params: Any = ()) -> DictRow | None:
-        return await _one(self._conn, query, params or None)
+        cur = await self._conn.execute(query, params or None)
+        return await cur.fetchone()
 
     async def all(self, query: Any, params: Any = ()) -> list[DictRow]:
         cur = await self._conn.execute(query, params or None)
@@ -444,7 +383,3 @@ class _PgDb:
         async with self._conn.cursor() as cur:
             await cur.executemany(query, rows)
 
-
-async def _one(conn: AsyncConnection[DictRow], query: Any, params: Any = None) -> DictRow | None:
-    cur = await conn.execute(query, params)
-    return await cur.fetchone()

@@ -85,9 +85,26 @@ async def beat(db: Db, now: datetime) -> None:
     await db.run("INSERT INTO heartbeat (id, at) VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET at = excluded.at", (now,))
 
 
-async def insert_delivery(db: Db, new: NewDelivery) -> tuple[Delivery, bool]:
-    """Store a delivery (once per key), and its event version (first one wins), in the caller's transaction."""
-    received_at = utc(new.received_at)
+# Intake's insert: RETURNING * gives the new row, or nothing when the key is stored already.
+INSERT_DELIVERY = """INSERT INTO deliveries (key, body, correlation_id, received_at, trigger_type, event_id, state,
+                                   last_error, updated_at, header_names, source)
+           VALUES (%(key)s, %(body)s, %(cid)s, %(at)s, %(trigger)s, %(event)s, %(state)s, %(error)s, %(at)s,
+                   %(headers)s::jsonb, %(source)s)
+           ON CONFLICT (key) DO NOTHING
+           RETURNING *"""
+# The same with its first timeline entry, in one statement: atomic without a transaction (PostgreSQL only).
+INSERT_NOTED_DELIVERY = f"""WITH inserted AS ({INSERT_DELIVERY}), noted AS (
+        INSERT INTO timeline (delivery_id, at, state, note) SELECT id, %(at)s, %(state)s, %(note)s FROM inserted
+    )
+    SELECT * FROM inserted"""
+
+
+async def insert_delivery(db: Db, new: NewDelivery, in_one_statement: bool = False) -> tuple[Delivery, bool]:
+    """Store a delivery (once per key), and its event version (first one wins), in the caller's transaction.
+
+    in_one_statement: insert the delivery and its timeline entry with INSERT_NOTED_DELIVERY.
+    """
+    received_at, note = utc(new.received_at), intake_note(new)
     first = False
     if new.event_version is not None:
         first = await db.one(
@@ -101,23 +118,19 @@ async def insert_delivery(db: Db, new: NewDelivery) -> tuple[Delivery, bool]:
             )
             if seen is not None and duplicate_by_version(new.source, seen["source"]):
                 return await get_delivery(db, seen["id"]), False
-    row = await db.one(
-        """INSERT INTO deliveries (key, body, correlation_id, received_at, trigger_type, event_id, state,
-                                   last_error, updated_at, header_names, source)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
-           ON CONFLICT (key) DO NOTHING
-           RETURNING *""",
-        (new.key, new.body, new.correlation_id, received_at, new.trigger_type, new.event_id, new.state, new.error,
-         received_at, json.dumps(list(new.header_names)), new.source),
-    )
+    row = await db.one(INSERT_NOTED_DELIVERY if in_one_statement else INSERT_DELIVERY, {
+        "key": new.key, "body": new.body, "cid": new.correlation_id, "at": received_at, "trigger": new.trigger_type,
+        "event": new.event_id, "state": new.state, "error": new.error, "headers": json.dumps(list(new.header_names)),
+        "source": new.source, "note": note,
+    })
     if row is None:
         existing = await db.one("SELECT id FROM deliveries WHERE key = %s", (new.key,))
         assert existing is not None  # the conflicting row is committed, or we would have inserted
         delivery_id = existing["id"]
     else:
         delivery_id = row["id"]
-        note = intake_note(new)
-        await add_timeline(db, delivery_id, received_at, new.state, note)
+        if not in_one_statement:
+            await add_timeline(db, delivery_id, received_at, new.state, note)
     if first:
         await db.run("UPDATE event_versions SET delivery_id = %s WHERE version = %s", (delivery_id, new.event_version))
     if row is None:

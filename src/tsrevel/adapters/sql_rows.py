@@ -6,9 +6,11 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from tsrevel.adapters.store_common import UTC, parse_time
+import attrs
+
+from tsrevel.adapters.store_common import UTC
 from tsrevel.domain.deliveries import Delivery, LedgerEntry, TimelineEntry
 from tsrevel.domain.ports import AuditEntry, EmailMessage, FlagOverrides, OutboxEmail
 from tsrevel.domain.store_rules import missing_delivery
@@ -17,6 +19,9 @@ if TYPE_CHECKING:
     from tsrevel.adapters.sql_store import Db
 
 Row = Mapping[str, Any]
+R = TypeVar("R")
+# The columns that hold instants: SQLite hands them back as time_text() strings, PostgreSQL as datetimes.
+_TIMES = frozenset({"at", "received_at", "next_attempt_at", "lease_until", "updated_at", "created_at", "sent_at"})
 
 
 def literals(states: Iterable[str]) -> tuple[str, ...]:
@@ -32,9 +37,7 @@ def literals(states: Iterable[str]) -> tuple[str, ...]:
 def time_or_none(value: datetime | str | None) -> datetime | None:
     if value is None:
         return None
-    if isinstance(value, str):
-        return parse_time(value)
-    return value.astimezone(UTC)
+    return (datetime.fromisoformat(value) if isinstance(value, str) else value).astimezone(UTC)
 
 
 def _bool_or_none(value: int | bool | None) -> bool | None:
@@ -62,79 +65,32 @@ async def get_delivery(db: Db, delivery_id: int) -> Delivery:
     return delivery_from_row(rows[0], timeline)
 
 
+def record(cls: type[R], row: Row, **given: Any) -> R:
+    """The attrs record whose fields are the row's columns of the same names (instants in UTC), given ones aside."""
+    names = (field.name for field in attrs.fields(cls) if field.name not in given)  # type: ignore[misc]
+    return cls(**{name: time_or_none(row[name]) if name in _TIMES else row[name] for name in names}, **given)
+
+
 def delivery_from_row(row: Row, timeline: tuple[TimelineEntry, ...]) -> Delivery:
-    return Delivery(
-        id=row["id"],
-        key=row["key"],
-        body=bytes(row["body"]),
-        correlation_id=row["correlation_id"],
-        received_at=time_or_none(row["received_at"]),  # type: ignore[arg-type]
-        trigger_type=row["trigger_type"],
-        event_id=row["event_id"],
-        state=row["state"],
-        attempts=row["attempts"],
-        next_attempt_at=time_or_none(row["next_attempt_at"]),
-        last_error=row["last_error"],
-        order_reference=row["order_reference"],
-        result=row["result"],
-        lease_token=row["lease_token"],
-        lease_until=time_or_none(row["lease_until"]),
-        updated_at=time_or_none(row["updated_at"]),
-        timeline=timeline,
-        source=row["source"],
-    )
+    return record(Delivery, row, body=bytes(row["body"]), timeline=timeline)
 
 
 def ledger_entry(row: Row) -> LedgerEntry:
-    return LedgerEntry(
-        event_id=row["event_id"],
-        reference=row["reference"],
-        establishment_id=row["establishment_id"],
-        delivery_id=row["delivery_id"],
-        state=row["state"],
-        revel_order_id=row["revel_order_id"],
-        revel_uri=row["revel_uri"],
-        snapshot=row["snapshot"],
-        created_at=time_or_none(row["created_at"]),
-        updated_at=time_or_none(row["updated_at"]),
-    )
+    return record(LedgerEntry, row)
 
 
 def outbox_email(row: Row) -> OutboxEmail:
     recipients = row["recipients"]
-    message = EmailMessage(
-        kind=row["kind"],
-        subject=row["subject"],
-        text=row["text"],
-        delivery_id=row["delivery_id"],
-        correlation_id=row["correlation_id"],
-        to=tuple(json.loads(recipients) if isinstance(recipients, str) else recipients),
-    )
-    return OutboxEmail(
-        id=row["id"],
-        message=message,
-        state=row["state"],
-        attempts=row["attempts"],
-        next_attempt_at=time_or_none(row["next_attempt_at"]),
-        last_error=row["last_error"],
-        created_at=time_or_none(row["created_at"]),
-        sent_at=time_or_none(row["sent_at"]),
-        lease_token=row["lease_token"],
-    )
+    to = tuple(json.loads(recipients) if isinstance(recipients, str) else recipients)
+    return record(OutboxEmail, row, message=record(EmailMessage, row, to=to))
 
 
 def audit_entry(row: Row) -> AuditEntry:
-    return AuditEntry(id=row["id"], at=time_or_none(row["at"]), actor=row["actor"], action=row["action"],  # type: ignore[arg-type]
-                      detail=row["detail"], reason=row["reason"])
+    return record(AuditEntry, row)
 
 
 def flags_from_row(row: Row | None) -> FlagOverrides:
     if row is None:
         return FlagOverrides()
-    return FlagOverrides(
-        enable_connector=_bool_or_none(row["enable_connector"]),
-        dry_run=_bool_or_none(row["dry_run"]),
-        actor=row["actor"],
-        reason=row["reason"],
-        updated_at=time_or_none(row["updated_at"]),
-    )
+    return record(FlagOverrides, row, enable_connector=_bool_or_none(row["enable_connector"]),
+                  dry_run=_bool_or_none(row["dry_run"]))

@@ -2,8 +2,8 @@
 
 A database created by any earlier tsrevel upgrades through the same numbered migrations, so each
 one keeps the effect it always had on each database (history is never edited): migration 1 gave
-SQLite foreign keys from the ledger and the outbox to deliveries, PostgreSQL none (``{REF}``).
-Statements marked ``PG_ONLY`` exist on PostgreSQL alone (partial indexes).
+SQLite foreign keys from the ledger and the outbox to deliveries, PostgreSQL none (``{REF}``), and
+migration 4 gives PostgreSQL the same. Statements marked ``PG_ONLY`` exist on PostgreSQL alone.
 """
 
 from __future__ import annotations
@@ -128,6 +128,15 @@ _SCHEMA: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE TABLE leases (name TEXT PRIMARY KEY, token {BIG} NOT NULL, holder TEXT NOT NULL, until {TIME} NOT NULL)",
     ),
+    (
+        # PostgreSQL gets the foreign keys SQLite has had since migration 1: the ledger and the outbox
+        # point at real deliveries. NOT VALID checks new and changed rows only, so it is instant on a
+        # big table (no scan of the rows already there).
+        PG_ONLY + "ALTER TABLE orders ADD CONSTRAINT orders_delivery_fk FOREIGN KEY (delivery_id) REFERENCES deliveries (id) NOT VALID",
+        PG_ONLY + "ALTER TABLE emails ADD CONSTRAINT emails_delivery_fk FOREIGN KEY (delivery_id) REFERENCES deliveries (id) NOT VALID",
+        # Each pruned delivery is looked up in the ledger (by prune and by the key's check): an index, not a scan.
+        "CREATE INDEX orders_by_delivery ON orders (delivery_id)",
+    ),
 )
 
 
@@ -142,3 +151,10 @@ def migrations(dialect: str) -> tuple[tuple[str, ...], ...]:
         )
         for migration in _SCHEMA
     )
+
+
+def next_migration(known: tuple[tuple[str, ...], ...], current: int) -> tuple[str, ...] | None:
+    """The statements that bring a database at version current one step on; None when it is current."""
+    if current > len(known):
+        raise RuntimeError(f"database schema version {current} is newer than this tsrevel knows ({len(known)}); upgrade tsrevel")
+    return None if current == len(known) else known[current]

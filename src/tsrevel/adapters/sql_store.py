@@ -1,18 +1,16 @@
 """The store operations, written once in SQL for SQLite and PostgreSQL; the engines add only what the databases do differently.
 
 Each operation is an ``async def`` over a tiny connection protocol (``Db``) that both drivers
-satisfy: PostgreSQL's awaits psycopg; SQLite's never suspends, so its writer thread runs a whole
-operation as one synchronous call inside its ``BEGIN IMMEDIATE`` transaction (``drive``). The SQL
-uses psycopg's placeholders; ``sqlite_sql`` translates them (and drops the row locks and casts that
-SQLite has no use for). The decisions are the domain's (domain/store_rules.py).
+satisfy: PostgreSQL's awaits psycopg; SQLite's never suspends, so a whole operation runs as one
+synchronous call inside its ``BEGIN IMMEDIATE`` transaction (adapters/sqlite_engine.py). The SQL
+uses psycopg's placeholders, which sqlite_engine translates. The decisions are the domain's
+(domain/store_rules.py).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 
 from tsrevel.adapters import sql_operations as ops
@@ -40,31 +38,11 @@ class Db(Protocol):
 Op = Callable[..., Awaitable[T]]
 
 
-def drive(coro: Coroutine[Any, Any, T]) -> T:
-    """Run an operation over a Db that never suspends (SQLite's) to its end, synchronously."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    coro.close()
-    raise RuntimeError("a store operation suspended on SQLite's thread; its Db must never wait")
-
-
-_NAMED = re.compile(r"%\((\w+)\)s")
-_DROPPED = re.compile(r"::\w+(\[\])?|\s+FOR UPDATE(\s+OF\s+\w+)?(\s+SKIP LOCKED)?")
-
-
-@lru_cache(maxsize=256)
-def sqlite_sql(query: str) -> str:
-    """The query in SQLite's words: ``:name``/``?`` placeholders, no casts, no row locks (its write lock covers them)."""
-    return _NAMED.sub(r":\1", _DROPPED.sub("", query)).replace("%s", "?")
-
-
 class SqlStore:
     """Every Store operation over the engine's ``_write`` (one transaction) and ``_read``.
 
-    SqliteStore and PostgresStore supply the engine, intake (add_delivery), the claim, migrations
-    and the lifecycle, which is where SQLite and PostgreSQL really differ.
+    The engines supply the transactions, the claim (``_claim``), migrations and the lifecycle, and
+    may write intake (``_insert``) their own faster way: that is where SQLite and PostgreSQL differ.
     """
 
     _prune_batch = 2000  # pruning deletes in batches, so a big backlog never holds the lock for long
@@ -79,6 +57,15 @@ class SqlStore:
         """Write the heartbeat row; raises StoreUnavailable when the database cannot take a write."""
         await self._write(ops.beat, datetime.now(UTC))
 
+    async def add_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]:
+        check_new_state(new.state)
+        utc(new.received_at)  # a naive time is refused before anything is queued or written
+        return await self._insert(new)
+
+    async def _insert(self, new: NewDelivery) -> tuple[Delivery, bool]:
+        """Intake's insert, which an engine may make faster (SQLite's group commit, PostgreSQL's one statement)."""
+        return await self._write(ops.insert_delivery, new)
+
     async def get_delivery(self, delivery_id: int) -> Delivery:
         return await self._read(get_delivery, delivery_id)
 
@@ -92,6 +79,16 @@ class SqlStore:
 
     async def oldest_pending(self) -> datetime | None:
         return await self._read(ops.oldest_pending)
+
+    async def claim_delivery(
+        self, *, now: datetime, lease_until: datetime, delivery_id: int | None = None
+    ) -> Delivery | None:
+        return await self._write(self._claim, utc(now), utc(lease_until), delivery_id)
+
+    @staticmethod
+    async def _claim(db: Db, now: datetime, lease_until: datetime, only: int | None) -> Delivery | None:
+        """Lease the oldest claimable delivery (only that one, if given) whose event nobody else holds."""
+        raise NotImplementedError
 
     async def add_note(self, delivery_id: int, *, token: int, now: datetime, note: str) -> bool:
         return await self._write(ops.add_note, delivery_id, token, utc(now), note)
@@ -215,11 +212,4 @@ class SqlStore:
 
     async def end_lease(self, name: str, *, token: int, now: datetime, value_name: str, value: str) -> bool:
         return await self._write(ops.end_lease, name, token, utc(now), value_name, value)
-
-
-def check_new(new: NewDelivery) -> NewDelivery:
-    check_new_state(new.state)
-    utc(new.received_at)
-    return new
-
 

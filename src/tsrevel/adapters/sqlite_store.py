@@ -1,7 +1,8 @@
 """The SQLite Store: every piece of state in one WAL-mode file that several processes may share.
 
-Each write is one `BEGIN IMMEDIATE` transaction, so two processes never interleave a read-then-write;
-the blocking sqlite3 calls run on one dedicated thread that owns the connection, off the event loop.
+Each write runs in a `BEGIN IMMEDIATE` transaction (writes that queue meanwhile share the next one:
+group commit), so two processes never interleave a read-then-write; the blocking sqlite3 calls run
+on one dedicated thread that owns the connection, off the event loop.
 Nothing is cached in memory: another process may have changed any row since the last call.
 """
 
@@ -10,22 +11,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
 
-from tsrevel.adapters.sql_rows import add_timeline, get_delivery
-from tsrevel.adapters.sql_schema import migrations
-from tsrevel.adapters.sql_operations import CLAIMABLE, insert_delivery
-from tsrevel.adapters.sql_store import Db, Op, SqlStore, check_new, drive, sqlite_sql
-from tsrevel.adapters.store_common import StoreOutage, time_text
-from tsrevel.domain.deliveries import PROCESSING, Delivery, NewDelivery
+from tsrevel.adapters.sql_store import Op
+from tsrevel.adapters.sqlite_engine import SqliteEngine, connection, in_write_transaction, run_op
+from tsrevel.adapters.store_common import StoreOutage
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable
-from tsrevel.domain.store_rules import claim_note
 
 T = TypeVar("T")
 
@@ -38,8 +34,6 @@ SYNCHRONOUS_MODES = ("full", "normal")
 _UNAVAILABLE_CODES = {5: "busy", 6: "locked", 8: "read-only", 10: "disk I/O error", 11: "corrupt", 13: "full",
                       14: "cannot open", 15: "locking protocol", 26: "not a database"}
 
-MIGRATIONS = migrations("sqlite")  # the one schema definition: adapters/sql_schema.py
-
 
 def path_from_url(url: str) -> Path:
     """The file named by ``sqlite:///relative/path`` or ``sqlite:////absolute/path``."""
@@ -50,13 +44,11 @@ def path_from_url(url: str) -> Path:
     return Path(url[len(URL_PREFIX):])
 
 
-
-class SqliteStore(SqlStore):
+class SqliteStore(SqliteEngine):
     """Deliveries, the order ledger, flags, the email outbox and audit in one SQLite file.
 
-    The operations are SqlStore's; this class runs them on its one connection's thread, each in a
-    ``BEGIN IMMEDIATE`` transaction, and adds what only SQLite needs: WAL and the synchronous
-    pragma, the writer thread, intake's group commit, and a claim that its write lock makes safe.
+    SqliteEngine's operations run on the one connection's thread; this class adds what a shared
+    file needs: WAL and the synchronous pragma, the writer thread, and the group commit of writes.
     """
 
     def __init__(
@@ -87,9 +79,6 @@ class SqliteStore(SqlStore):
     def path(self) -> Path:
         return self._path
 
-    async def migrate(self) -> None:
-        await self._call(_migrate)
-
     async def close(self) -> None:
         if self._closed:
             return
@@ -103,23 +92,12 @@ class SqliteStore(SqlStore):
         level = await self._call(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0])
         return {0: "off", 1: "normal", 2: "full", 3: "extra"}.get(level, str(level))
 
-    async def add_delivery(self, new: NewDelivery) -> tuple[Delivery, bool]:
-        check_new(new)
-        return await self._write(insert_delivery, new)
-
-    async def claim_delivery(
-        self, *, now: datetime, lease_until: datetime, delivery_id: int | None = None
-    ) -> Delivery | None:
-        return await self._write(_claim_delivery, now, lease_until, delivery_id)
-
-    # -- running on the connection's thread -------------------------------------------------------
-
     async def _write(self, op: Op[T], *args: Any) -> T:
         """Run the operation in the next group commit; answered only once that transaction has committed."""
         loop = asyncio.get_running_loop()
         if self._writer_loop is not None and self._writer_loop is not loop:
             # Another event loop (a second thread) is writing through this store: its own transaction.
-            return await self._call(_in_write_transaction, _run_op, op, *args)
+            return await self._call(in_write_transaction, run_op, op, *args)
         future: asyncio.Future[T] = loop.create_future()
         self._queued.append(_Queued(op, args, future))
         if self._writer is None:
@@ -140,7 +118,7 @@ class SqliteStore(SqlStore):
             while self._queued:
                 batch, self._queued = self._queued, []
                 try:
-                    outcomes = await self._call(_in_write_transaction, _run_ops, [(q.op, q.args) for q in batch])
+                    outcomes = await self._call(in_write_transaction, _run_ops, [(q.op, q.args) for q in batch])
                 except Exception as exc:  # the transaction failed: nothing of this batch is stored
                     outcomes = [exc] * len(batch)
                 for queued, outcome in zip(batch, outcomes):
@@ -159,8 +137,7 @@ class SqliteStore(SqlStore):
             self._writer = None
             self._writer_loop = None
 
-    async def _read(self, op: Op[T], *args: Any) -> T:
-        return await self._call(_in_read_transaction, _run_op, op, *args)
+    # -- running on the connection's thread -------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
@@ -205,53 +182,16 @@ class _Queued:
     future: asyncio.Future[Any]
 
 
-class _SqliteDb:
-    """The Db protocol over sqlite3: never suspends, so drive() runs an operation in one go on the thread."""
-
-    __slots__ = ("_conn",)
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    async def one(self, query: str, params: Any = ()) -> sqlite3.Row | None:
-        rows = self._conn.execute(sqlite_sql(query), _params(params)).fetchall()
-        return rows[0] if rows else None
-
-    async def all(self, query: str, params: Any = ()) -> list[sqlite3.Row]:
-        return self._conn.execute(sqlite_sql(query), _params(params)).fetchall()
-
-    async def run(self, query: str, params: Any = ()) -> int:
-        return self._conn.execute(sqlite_sql(query), _params(params)).rowcount
-
-    async def many(self, query: str, rows: Sequence[Any]) -> None:
-        self._conn.executemany(sqlite_sql(query), [_params(row) for row in rows])
-
-
-def _value(value: Any) -> Any:
-    # Times are stored as fixed-width UTC text, so that comparing the text compares the instants.
-    return time_text(value) if isinstance(value, datetime) else value
-
-
-def _params(params: Any) -> Any:
-    if isinstance(params, Mapping):
-        return {name: _value(value) for name, value in params.items()}
-    return tuple(_value(value) for value in params)
-
-
-def _run_op(conn: sqlite3.Connection, op: Op[T], *args: Any) -> T:
-    return drive(op(_SqliteDb(conn), *args))  # type: ignore[arg-type]
-
-
 def _run_ops(conn: sqlite3.Connection, ops: list[tuple[Op[Any], tuple[Any, ...]]]) -> list[Any]:
     """Several operations in the caller's transaction; one that fails is rolled back alone and returned as its error."""
     if len(ops) == 1:
         op, args = ops[0]
-        return [_run_op(conn, op, *args)]  # alone: its error fails the transaction, as it would anyway
+        return [run_op(conn, op, *args)]  # alone: its error fails the transaction, as it would anyway
     outcomes: list[Any] = []
     for op, args in ops:
         conn.execute("SAVEPOINT op")
         try:
-            outcomes.append(_run_op(conn, op, *args))
+            outcomes.append(run_op(conn, op, *args))
         except Exception as exc:
             conn.execute("ROLLBACK TO op")
             outcomes.append(exc)
@@ -259,22 +199,7 @@ def _run_ops(conn: sqlite3.Connection, ops: list[tuple[Op[Any], tuple[Any, ...]]
     return outcomes
 
 
-async def _claim_delivery(db: Db, now: datetime, lease_until: datetime, only: int | None) -> Delivery | None:
-    """The oldest claimable delivery whose event nobody holds; BEGIN IMMEDIATE keeps every other writer out meanwhile."""
-    row = await db.one(
-        f"SELECT d.id, d.state FROM deliveries AS d WHERE {CLAIMABLE} AND (%(only)s IS NULL OR d.id = %(only)s)"
-        " ORDER BY d.id LIMIT 1",
-        {"now": now, "only": only},
-    )
-    if row is None:
-        return None
-    await db.run("UPDATE deliveries SET state = %s, lease_token = lease_token + 1, lease_until = %s, updated_at = %s"
-                 " WHERE id = %s", (PROCESSING, lease_until, now, row["id"]))
-    await add_timeline(db, row["id"], now, PROCESSING, claim_note(row["state"]))
-    return await get_delivery(db, row["id"])
-
-
-# -- connection and transactions -----------------------------------------------------------------
+# -- the file's connection ----------------------------------------------------------------------
 
 
 def _enable_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
@@ -315,66 +240,16 @@ def _connect(path: Path, busy_timeout_ms: int, synchronous: str = "full", *, cre
         raise StoreUnavailable(f"{path.absolute()} is a directory, not a database file")
     if not create and not path.exists():
         raise DatabaseMissing(f"there is no database file at {path.absolute()}")
-    # isolation_level=None: the module opens no transactions of its own; we issue BEGIN ourselves.
-    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
+    conn = connection(path, busy_timeout_ms / 1000)
     try:
-        conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         _enable_wal(conn, busy_timeout_ms)
         # FULL: a commit (an acknowledged webhook) is on disk before we answer. NORMAL loses none when
         # the process dies, but may lose the last commits on power or OS loss (docs/configuration.md).
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-        conn.execute("PRAGMA foreign_keys = ON")
     except BaseException:
         conn.close()
         raise
     return conn
-
-
-def _in_write_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
-    # IMMEDIATE takes the write lock up front, so a read-then-write cannot race another process.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = fn(conn, *args)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return result
-
-
-def _in_read_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
-    # A deferred transaction gives multi-query reads (a delivery and its timeline) one snapshot.
-    conn.execute("BEGIN")
-    try:
-        return fn(conn, *args)
-    finally:
-        if conn.in_transaction:
-            conn.execute("COMMIT")
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    while _in_write_transaction(conn, _apply_next_migration):
-        pass
-
-
-def _apply_next_migration(conn: sqlite3.Connection) -> bool:
-    """Apply the first migration not yet recorded; False when the schema is current."""
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
-    current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-    if current > len(MIGRATIONS):
-        raise RuntimeError(
-            f"database schema version {current} is newer than this tsrevel knows ({len(MIGRATIONS)}); upgrade tsrevel"
-        )
-    if current == len(MIGRATIONS):
-        return False
-    for statement in MIGRATIONS[current]:
-        conn.execute(statement)
-    conn.execute(
-        "INSERT INTO schema_version (version, applied_at) VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-        (current + 1,),
-    )
-    return True
 
 

@@ -29,15 +29,6 @@ def time_text(value: datetime) -> str:
     return utc(value).isoformat(timespec="microseconds")
 
 
-def time_text_or_none(value: datetime | None) -> str | None:
-    return None if value is None else time_text(value)
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """The aware UTC datetime written by time_text, or None."""
-    return None if text is None else datetime.fromisoformat(text).astimezone(UTC)
-
-
 class StoreOutage:
     """Logs a store outage once when it starts and once when it ends, never once per failed call.
 
