@@ -65,15 +65,20 @@ def database_problem(database_url: str, exc: StoreUnavailable) -> str:
 
 @attrs.frozen
 class Session:
-    """An opened container: the processor (use cases over the store) and the raw Revel gateway."""
+    """One operator command's opened container, its Processor, and why the mapping file did not load (when it did not)."""
 
     container: Container
     processor: Processor
-    settings: Settings
     mapping_problem: str | None = None
 
     @property
+    def settings(self) -> Settings:
+        """The settings the container was built from."""
+        return self.container.settings()
+
+    @property
     def store(self) -> Any:
+        """The store the Processor's use cases write to (reads of the operator commands go to it too)."""
         return self.processor.store
 
 
@@ -104,7 +109,7 @@ async def open_session(
         problem = str(exc)
         container.mapping.override(providers.Object(MappingConfig()))
     async with opened(container) as processor:
-        yield Session(container=container, processor=processor, settings=settings, mapping_problem=problem)
+        yield Session(container=container, processor=processor, mapping_problem=problem)
 
 
 # ---- one delivery's mapped order (deliveries show, /admin/deliveries/{id}) --------------------------
