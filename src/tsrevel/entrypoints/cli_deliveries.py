@@ -64,8 +64,8 @@ def _delivery_data(d: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def deliveries_show(delivery_id: int, body: bool, as_json: bool) -> None:
     """One delivery: where it stands, its timeline, its emails and its event's order."""
-    from tsrevel.entrypoints.operator import mapped_order, order_summary
-    from tsrevel.entrypoints.views import delivery_record
+    from tsrevel.entrypoints.operator import order_summary
+    from tsrevel.entrypoints.views import delivery_record, mapped_order
 
     async def read(session: Any) -> Any:
         return await delivery_record(session.processor, delivery_id)

@@ -94,12 +94,13 @@ def _listen(host: str, port: int) -> socket.socket:
 def _check_database(settings: Settings) -> None:
     """Open the database (bounded) before the banner: an unusable one is one line and exit 2, not a traceback."""
     from tsrevel.entrypoints.container import check_database, database_location
-    from tsrevel.entrypoints.operator import database_problem
 
     try:
         with log_threshold(logging.CRITICAL, "tsrevel.store"), log_threshold(logging.CRITICAL, "psycopg"):
             asyncio.run(check_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous))
     except StoreUnavailable as exc:
+        from tsrevel.entrypoints.operator import database_problem  # the operator commands' module: not loaded to serve
+
         fail(database_problem(settings.database_url, exc), 2)
     except ConfigError as exc:
         fail(f"configuration error: {exc}", 2)

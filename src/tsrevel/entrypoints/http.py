@@ -31,7 +31,8 @@ from tsrevel.entrypoints.http_intake import Runtime, health, metrics, ready, rec
 from tsrevel.entrypoints.http_openapi import openapi_config
 from tsrevel.entrypoints.logs import configure_logging
 from tsrevel.entrypoints.settings import SECRET_FIELDS, Settings
-from tsrevel.entrypoints.web_console import console_router, template_config
+from tsrevel.entrypoints.web_console import console_router
+from tsrevel.entrypoints.web_console_templates import template_config
 from tsrevel.entrypoints.worker import Worker, catch_up_options
 from tsrevel.version import __version__
 

@@ -37,9 +37,8 @@ from tsrevel.entrypoints.http_openapi import (
     documented,
 )
 from tsrevel.entrypoints.http_views import delivery_view, iso, mapping_view, order_view, poll_view
-from tsrevel.entrypoints.operator import mapped_order
 from tsrevel.entrypoints.settings import Settings
-from tsrevel.entrypoints.views import FlagRow, delivery_record, settled_trace, status_of
+from tsrevel.entrypoints.views import FlagRow, delivery_record, mapped_order, settled_trace, status_of
 from tsrevel.version import __version__
 
 # A delivery id the stores can hold (SQL BIGINT); a larger one is a 400, not an overflow and a 500.

@@ -18,7 +18,7 @@ import attrs
 from dependency_injector import providers
 
 from tsrevel.domain import deliveries as st
-from tsrevel.domain.deliveries import Delivery, LedgerEntry
+from tsrevel.domain.deliveries import LedgerEntry
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable, TsrevelError
 from tsrevel.domain.ids import ORDER_REFERENCE_PREFIX
 from tsrevel.domain.legacy import LegacyReferences
@@ -28,7 +28,7 @@ from tsrevel.domain.processing import Processor
 from tsrevel.domain.reconcile import ReconcileReport, canonical_reference, reconcile
 from tsrevel.entrypoints.container import Container, build_container, database_location, opened, probe_database, resolve
 from tsrevel.entrypoints.settings import Settings
-from tsrevel.entrypoints.views import Status, json_object, status_of  # noqa: F401 - Status, status_of re-exported
+from tsrevel.entrypoints.views import Status, status_of  # noqa: F401 - Status, status_of re-exported
 
 UTC = timezone.utc
 EVERYTHING = 1_000_000  # "no limit" for store listings an operator asks to see in full
@@ -112,18 +112,7 @@ async def open_session(
         yield Session(container=container, processor=processor, mapping_problem=problem)
 
 
-# ---- one delivery's mapped order (deliveries show, /admin/deliveries/{id}) --------------------------
-
-
-def mapped_order(delivery: Delivery, entry: LedgerEntry | None) -> dict[str, Any] | None:
-    """The order a delivery mapped: for done, the ledger's snapshot of the event's order; else its own result (dry_run)."""
-    if delivery.state == st.DONE and entry is not None and entry.snapshot:
-        return _snapshot(entry.snapshot)
-    return _snapshot(delivery.result) if delivery.result else None
-
-
-def _snapshot(text: str | None) -> dict[str, Any] | None:
-    return json_object(text)
+# ---- one delivery's mapped order (deliveries show; views.mapped_order reads it) ---------------------
 
 
 def order_summary(order: dict[str, Any]) -> list[str]:

@@ -2,8 +2,9 @@
 
 Reads come from console_views; every action calls a Processor use case with actor ``console``
 and the operator's reason, then redirects (POST-redirect-GET), so every lever works without
-JavaScript. Sign-in, the session cookie, CSRF keys and security headers are web_console_auth's;
-every form carries a CSRF token. No rule of the connector is decided here.
+JavaScript. Every form carries a CSRF token. Sign-in, the session cookie, the CSRF keys and the
+security headers are web_console_auth's; the Jinja2 engine is web_console_templates'. No rule of the
+connector is decided here.
 """
 
 from __future__ import annotations
@@ -13,25 +14,19 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
-from jinja2 import pass_context
 from litestar import Request, Response, Router, get, post
 from litestar.config.csrf import CSRFConfig
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, PermissionDeniedException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
-from litestar.template.config import TemplateConfig
-from markupsafe import Markup
 
 from tsrevel.domain import catchup
 from tsrevel.domain import deliveries as st
@@ -40,7 +35,6 @@ from tsrevel.domain.errors import GatewayError, InvalidRequest, MappingRejected,
 from tsrevel.domain.processing import Processor
 from tsrevel.domain.text import audit_reason
 from tsrevel.entrypoints import console_views as views
-from tsrevel.entrypoints.console import age
 from tsrevel.entrypoints.settings import Settings
 from tsrevel.entrypoints.web_console_auth import (  # noqa: F401 - SESSION_COOKIE re-exported: tests forge sessions with it
     ACTOR,
@@ -60,9 +54,7 @@ from tsrevel.entrypoints.web_console_auth import (  # noqa: F401 - SESSION_COOKI
 
 log = logging.getLogger("tsrevel.console")
 
-HERE = Path(__file__).parent
-TEMPLATES = HERE / "templates"
-STATIC = HERE / "static" / "console"
+STATIC = Path(__file__).parent / "static" / "console"
 DeliveryId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 
 
@@ -70,27 +62,7 @@ class NoReason(Exception):
     """An action's form gave no reason: nothing is changed, and the answer goes back to the page (args[0]) saying so."""
 
 
-# ---- templates --------------------------------------------------------------------------------
-
-
-@pass_context
-def when(context: Any, value: datetime | None) -> Markup:
-    """A moment on the venue's clock, with its UTC time on hover."""
-    if value is None:
-        return Markup("&ndash;")
-    utc = value.astimezone(timezone.utc)
-    local = value.astimezone(ZoneInfo(context.get("tz") or "UTC"))
-    return Markup('<time datetime="{}" title="{} UTC">{}</time>').format(
-        utc.isoformat(), utc.strftime("%Y-%m-%d %H:%M:%S"), local.strftime("%Y-%m-%d %H:%M:%S %Z")
-    )
-
-
-def template_config() -> TemplateConfig[JinjaTemplateEngine]:
-    def setup(engine: JinjaTemplateEngine) -> None:
-        engine.engine.filters.update(when=when, age=age, words=lambda name: str(name).replace("_", " ").capitalize())
-        engine.engine.globals.update(STATES=st.STATES)
-
-    return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=setup)
+# ---- pages and forms ---------------------------------------------------------------------------
 
 
 def _flash(request: Request[Any, Any, Any], kind: str, text: str) -> None:
