@@ -133,14 +133,8 @@ class Connector:
 
     @classmethod
     def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        store: Store | None = None,
-        revel: OrderGateway | None = None,
-        mailer: Mailer | None = None,
-        events: EventSource | None = None,
-        clock: Clock | None = None,
+        cls, settings: Settings, *, store: Store | None = None, revel: OrderGateway | None = None,
+        mailer: Mailer | None = None, events: EventSource | None = None, clock: Clock | None = None,
     ) -> Connector:
         """Everything the service would build from these settings; any adapter given replaces the configured one.
 

@@ -114,17 +114,15 @@ async def http_client_resource(base_url: str | None, timeout_s: float) -> AsyncI
 
 
 def make_revel(settings: Settings, client: httpx.AsyncClient | None) -> OrderGateway:
+    """Revel over its pooled client when REVEL_* is set; otherwise UnconfiguredRevel, whose every call says what to set."""
     if client is None or not settings.revel_configured:
         return UnconfiguredRevel()
     from tsrevel.adapters.revel_http import HttpxRevelGateway
 
     assert settings.revel_api_key is not None and settings.revel_api_secret is not None
     return HttpxRevelGateway(
-        client,
-        api_key=settings.revel_api_key,
-        api_secret=settings.revel_api_secret,
-        min_interval_s=settings.revel_min_interval_s,
-        deadline_s=settings.call_deadline_s,
+        client, api_key=settings.revel_api_key, api_secret=settings.revel_api_secret,
+        min_interval_s=settings.revel_min_interval_s, deadline_s=settings.call_deadline_s,
     )
 
 
@@ -168,6 +166,7 @@ def make_mailer(settings: Settings, http: httpx.AsyncClient | None = None) -> Ma
 def make_event_source(
     settings: Settings, client: httpx.AsyncClient | None, store: Store | None = None, clock: Clock | None = None
 ) -> EventSource | None:
+    """The TripleSeat API (sync by id, the catch-up poll) when TRIPLESEAT_CLIENT_* is set; otherwise None."""
     if client is None or not settings.tripleseat_configured:
         return None
     from tsrevel.adapters.tripleseat_api import HttpxTripleSeatSource, StoreTokenStore

@@ -217,8 +217,15 @@ class Rehearsal:
         orders = [(ref.order_id, local_id) for local_id, ref in self.world.revel.refs.items()]
         return reconcile(ledger, orders).problems()
 
-    async def finish(self) -> None:
-        """The invariants every scenario ends with."""
+    async def resume(self, reason: str, *states: str) -> None:
+        """The connector back on, what each state holds replayed (in this order), and the world settled."""
+        await self.switch_on(reason)
+        for state in states:
+            await self.replay(state, reason)
+        await self.world.settle()
+
+    async def finish(self, key: str, title: str, failure: str) -> ScenarioResult:
+        """The invariants every scenario ends with, and the scenario's result."""
         self.invariants.append(no_duplicate(self.live_orders()))
         self.invariants.append(await no_loss(self.world, self.events, self.live_orders()))
         audit = await self.world.store.list_audit(limit=EVERYTHING)
@@ -226,6 +233,7 @@ class Rehearsal:
         self.invariants.append(
             Invariant("every lever is in the audit log", len(ours) == self.audited, f"{len(ours)} audit entries for {self.audited} operator actions, each with actor and reason")
         )
+        return ScenarioResult(key, title, failure, tuple(self.levers), tuple(self.invariants))
 
 
 def no_duplicate(live: Mapping[str, int]) -> Invariant:
@@ -268,12 +276,8 @@ async def runtime_errors() -> ScenarioResult:
     r.levers.append(f"(while held: {held} new deliveries stored and answered 200, none processed)")
     r.revel.failure = None
     r.levers.append("(fix deployed)")
-    await r.switch_on("fix deployed")
-    await r.replay(st.HELD, "fix deployed")
-    await r.replay(st.DEAD, "fix deployed")
-    await r.world.settle()
-    await r.finish()
-    return ScenarioResult("runtime-errors", "Critical runtime errors", failure, tuple(r.levers), tuple(r.invariants))
+    await r.resume("fix deployed", st.HELD, st.DEAD)
+    return await r.finish("runtime-errors", "Critical runtime errors", failure)
 
 
 async def data_integrity() -> ScenarioResult:
@@ -316,8 +320,7 @@ async def data_integrity() -> ScenarioResult:
     r.invariants.append(Invariant("reconcile finds the problem, then none", len(before) == 1 and not after, f"before clean-up: {before}; after: {after or 'clean'}"))
     wrong_left = sorted(ref for ref, order in r.world.revel.orders.items() if COLD_BREW not in {line.product_id for line in order.items})
     r.invariants.append(Invariant("every live order has the right products", not wrong_left, f"orders without product {COLD_BREW}: {wrong_left or 'none'}"))
-    await r.finish()
-    return ScenarioResult("data-integrity", "Data integrity", failure, tuple(r.levers), tuple(r.invariants))
+    return await r.finish("data-integrity", "Data integrity", failure)
 
 
 async def third_party_failure() -> ScenarioResult:
@@ -337,14 +340,11 @@ async def third_party_failure() -> ScenarioResult:
     r.revel.failure = None
     r.mailer.failure = None
     r.levers.append("(Revel and SendGrid recover: their status pages say so)")
-    await r.switch_on("Revel recovered")
-    await r.replay(st.HELD, "Revel recovered")
-    await r.world.settle()
+    await r.resume("Revel recovered", st.HELD)
     emails = await r.world.store.list_emails(limit=EVERYTHING)
     unsent = [e.id for e in emails if e.state != EMAIL_SENT]
     r.invariants.append(Invariant("every email sent once SendGrid is back", not unsent and bool(emails), f"{len(emails)} email(s), not sent: {unsent or 'none'}"))
-    await r.finish()
-    return ScenarioResult("third-party-failure", "Third-party API failure", failure, tuple(r.levers), tuple(r.invariants))
+    return await r.finish("third-party-failure", "Third-party API failure", failure)
 
 
 async def security_incident() -> ScenarioResult:
@@ -378,12 +378,8 @@ async def security_incident() -> ScenarioResult:
     r.levers.append("(new REVEL_API_KEY/REVEL_API_SECRET and TRIPLESEAT_SIGNING_SECRET deployed; service restarted)")
     stale = await _refused(lambda: r.world.deliver(event_payload(7303), signature=_sign(event_payload(7303), old_secret)))
     r.invariants.append(Invariant("the old signing secret is refused after rotation", stale, "a webhook signed with the old secret: " + ("401" if stale else "accepted")))
-    await r.switch_on("credentials rotated")
-    await r.replay(st.DEAD, "credentials rotated")
-    await r.replay(st.HELD, "credentials rotated")
-    await r.world.settle()
-    await r.finish()
-    return ScenarioResult("security-incident", "Security incident", failure, tuple(r.levers), tuple(r.invariants))
+    await r.resume("credentials rotated", st.DEAD, st.HELD)
+    return await r.finish("security-incident", "Security incident", failure)
 
 
 def _sign(payload: Mapping[str, Any], secret: str) -> str:

@@ -25,6 +25,8 @@ CANDIDATES = 3  # the proposal and the two next candidates
 
 @attrs.frozen(kw_only=True)
 class Product:
+    """A Revel product as its establishment's catalog lists it."""
+
     product_id: int
     name: str
     establishment_id: int
@@ -32,6 +34,8 @@ class Product:
 
 @attrs.frozen(kw_only=True)
 class Candidate:
+    """A product for an item, and how alike their names are (0-100)."""
+
     product: Product
     score: float
 

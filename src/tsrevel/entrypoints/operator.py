@@ -18,7 +18,7 @@ import attrs
 from dependency_injector import providers
 
 from tsrevel.domain import deliveries as st
-from tsrevel.domain.deliveries import Delivery, LedgerEntry
+from tsrevel.domain.deliveries import LedgerEntry
 from tsrevel.domain.errors import ConfigError, DatabaseMissing, StoreUnavailable, TsrevelError
 from tsrevel.domain.ids import ORDER_REFERENCE_PREFIX
 from tsrevel.domain.legacy import LegacyReferences
@@ -28,7 +28,7 @@ from tsrevel.domain.processing import Processor
 from tsrevel.domain.reconcile import ReconcileReport, canonical_reference, reconcile
 from tsrevel.entrypoints.container import Container, build_container, database_location, opened, probe_database, resolve
 from tsrevel.entrypoints.settings import Settings
-from tsrevel.entrypoints.views import Status, json_object, status_of  # noqa: F401 - Status, status_of re-exported
+from tsrevel.entrypoints.views import Status, status_of  # noqa: F401 - Status, status_of re-exported
 
 UTC = timezone.utc
 EVERYTHING = 1_000_000  # "no limit" for store listings an operator asks to see in full
@@ -65,15 +65,20 @@ def database_problem(database_url: str, exc: StoreUnavailable) -> str:
 
 @attrs.frozen
 class Session:
-    """An opened container: the processor (use cases over the store) and the raw Revel gateway."""
+    """One operator command's opened container, its Processor, and why the mapping file did not load (when it did not)."""
 
     container: Container
     processor: Processor
-    settings: Settings
     mapping_problem: str | None = None
 
     @property
+    def settings(self) -> Settings:
+        """The settings the container was built from."""
+        return self.container.settings()
+
+    @property
     def store(self) -> Any:
+        """The store the Processor's use cases write to (reads of the operator commands go to it too)."""
         return self.processor.store
 
 
@@ -104,21 +109,10 @@ async def open_session(
         problem = str(exc)
         container.mapping.override(providers.Object(MappingConfig()))
     async with opened(container) as processor:
-        yield Session(container=container, processor=processor, settings=settings, mapping_problem=problem)
+        yield Session(container=container, processor=processor, mapping_problem=problem)
 
 
-# ---- one delivery's mapped order (deliveries show, /admin/deliveries/{id}) --------------------------
-
-
-def mapped_order(delivery: Delivery, entry: LedgerEntry | None) -> dict[str, Any] | None:
-    """The order a delivery mapped: for done, the ledger's snapshot of the event's order; else its own result (dry_run)."""
-    if delivery.state == st.DONE and entry is not None and entry.snapshot:
-        return _snapshot(entry.snapshot)
-    return _snapshot(delivery.result) if delivery.result else None
-
-
-def _snapshot(text: str | None) -> dict[str, Any] | None:
-    return json_object(text)
+# ---- one delivery's mapped order (deliveries show; views.mapped_order reads it) ---------------------
 
 
 def order_summary(order: dict[str, Any]) -> list[str]:

@@ -104,6 +104,16 @@ async def status_of(processor: Processor) -> Status:
     )
 
 
+def mapped_order(delivery: Delivery, entry: LedgerEntry | None) -> dict[str, Any] | None:
+    """The order a delivery mapped: for done, the ledger's snapshot of the event's order; else its own result (dry_run).
+
+    `tsrevel deliveries show`, GET /admin/deliveries/{id} and /test/webhook show it.
+    """
+    if delivery.state == st.DONE and entry is not None and entry.snapshot:
+        return json_object(entry.snapshot)
+    return json_object(delivery.result) if delivery.result else None
+
+
 def json_object(raw: str | None) -> dict[str, Any] | None:
     """A stored JSON text as a dict; None when it is empty, not JSON, or not an object."""
     try:

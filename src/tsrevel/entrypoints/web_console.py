@@ -2,169 +2,67 @@
 
 Reads come from console_views; every action calls a Processor use case with actor ``console``
 and the operator's reason, then redirects (POST-redirect-GET), so every lever works without
-JavaScript. A signed-in session is an encrypted, HttpOnly, SameSite=Strict cookie whose key is
-derived from TSREVEL_ADMIN_TOKEN (replicas share it; a new token signs everyone out). Every
-form carries a CSRF token. No rule of the connector is decided here.
+JavaScript. Every form carries a CSRF token. Sign-in, the session cookie, the CSRF keys and the
+security headers are web_console_auth's; the Jinja2 engine is web_console_templates'. No rule of the
+connector is decided here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
-from jinja2 import pass_context
 from litestar import Request, Response, Router, get, post
 from litestar.config.csrf import CSRFConfig
-from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
-from litestar.exceptions import HTTPException, PermissionDeniedException, SerializationException
-from litestar.handlers.base import BaseRouteHandler
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware, DefineMiddleware
+from litestar.exceptions import HTTPException, PermissionDeniedException
+from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
-from litestar.middleware.session.base import SessionMiddleware
-from litestar.middleware.session.client_side import ClientSideSessionBackend, CookieBackendConfig
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
-from litestar.template.config import TemplateConfig
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from markupsafe import Markup
 
+from tsrevel.domain import catchup
 from tsrevel.domain import deliveries as st
 from tsrevel.domain.deliveries import Delivery
-from tsrevel.domain import catchup
 from tsrevel.domain.errors import GatewayError, InvalidRequest, MappingRejected, NotFound, PayloadError
 from tsrevel.domain.processing import Processor
+from tsrevel.domain.text import audit_reason
 from tsrevel.entrypoints import console_views as views
-from tsrevel.entrypoints.console import age
 from tsrevel.entrypoints.settings import Settings
+from tsrevel.entrypoints.web_console_auth import (  # noqa: F401 - SESSION_COOKIE re-exported: tests forge sessions with it
+    ACTOR,
+    CSRF_COOKIE,
+    PASSIVE,
+    PUBLIC,
+    SESSION_COOKIE,
+    ConsoleHeaders,
+    SignInRequired,
+    csrf_secret,
+    safe_next,
+    session_key,
+    session_middleware,
+    signed_in,
+    signed_in_guard,
+)
 
 log = logging.getLogger("tsrevel.console")
 
-HERE = Path(__file__).parent
-TEMPLATES = HERE / "templates"
-STATIC = HERE / "static" / "console"
-ACTOR = "console"
-SESSION_COOKIE = "tsrevel_console"
-CSRF_COOKIE = "tsrevel_console_csrf"
-SESSION_INFO = b"tsrevel console session v1"
-CSRF_INFO = b"tsrevel console csrf v1"
-REASON_LIMIT = 500
-PUBLIC = "console_public"  # route opt: reachable without a session (sign-in page, styles)
-PASSIVE = "console_passive"  # route opt: a background refresh, which does not count as activity
+STATIC = Path(__file__).parent / "static" / "console"
 DeliveryId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 
 
-def session_key(admin_token: str) -> bytes:
-    """The session cookie's key: HMAC-SHA256(admin token, a fixed label); 32 bytes for AES-GCM."""
-    return hmac.new(admin_token.encode(), SESSION_INFO, hashlib.sha256).digest()
+class NoReason(Exception):
+    """An action's form gave no reason: nothing is changed, and the answer goes back to the page (args[0]) saying so."""
 
 
-def csrf_secret(admin_token: str) -> str:
-    return hmac.new(admin_token.encode(), CSRF_INFO, hashlib.sha256).hexdigest()
-
-
-class SignInRequired(Exception):
-    """No console session, or it went idle: the answer is a redirect to the sign-in page."""
-
-
-# Nothing from another host, no framing (the buttons cannot be clickjacked), forms post only here.
-CONSOLE_HEADERS = [
-    (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"same-origin"),
-    (b"x-content-type-options", b"nosniff"),
-]
-
-
-class ConsoleHeaders(ASGIMiddleware):
-    """The console's security headers; pages are never cached; cookies are Secure when the request came over https."""
-
-    scopes = (ScopeType.HTTP,)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        https = scope.get("scheme") == "https"
-        static = scope.get("path", "").startswith("/console/static/")
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    (k, v + b"; Secure" if https and k.lower() == b"set-cookie" and b"secure" not in v.lower() else v)
-                    for k, v in message.get("headers", [])
-                ]
-                headers += CONSOLE_HEADERS if static else [*CONSOLE_HEADERS, (b"cache-control", b"no-store")]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await next_app(scope, receive, send_with_headers)
-
-
-class ForgivingCookieBackend:
-    """Litestar's cookie session backend, except that a cookie which does not decode is no session.
-
-    Litestar answers 500 for some forged cookies (well-formed base64 with a broken expiry part);
-    here they are simply not signed in.
-    """
-
-    def __init__(self, inner: ClientSideSessionBackend) -> None:
-        self.inner = inner
-        self.config = inner.config
-
-    async def load_from_connection(self, connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, Any]:
-        try:
-            return await self.inner.load_from_connection(connection)
-        except (SerializationException, KeyError, TypeError, ValueError):
-            return {}
-
-    async def store_in_message(self, scope_session: Any, message: Message, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
-        await self.inner.store_in_message(scope_session, message, connection)
-
-    def get_session_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-        return self.inner.get_session_id(connection)
-
-
-def session_middleware(app: ASGIApp, key: bytes, max_age_s: int) -> ASGIApp:
-    """Litestar's cookie session middleware, built when the app is (its cipher cannot be copied with the router)."""
-    config = CookieBackendConfig(
-        secret=key, key=SESSION_COOKIE, max_age=max_age_s, path="/console",
-        httponly=True, samesite="strict", secure=False,  # Secure is added per request over https
-    )
-    return SessionMiddleware(app, backend=ForgivingCookieBackend(ClientSideSessionBackend(config=config)))  # type: ignore[arg-type]
-
-
-# ---- templates --------------------------------------------------------------------------------
-
-
-@pass_context
-def when(context: Any, value: datetime | None) -> Markup:
-    """A moment on the venue's clock, with its UTC time on hover."""
-    if value is None:
-        return Markup("&ndash;")
-    utc = value.astimezone(timezone.utc)
-    local = value.astimezone(ZoneInfo(context.get("tz") or "UTC"))
-    return Markup('<time datetime="{}" title="{} UTC">{}</time>').format(
-        utc.isoformat(), utc.strftime("%Y-%m-%d %H:%M:%S"), local.strftime("%Y-%m-%d %H:%M:%S %Z")
-    )
-
-
-def template_config() -> TemplateConfig[JinjaTemplateEngine]:
-    def setup(engine: JinjaTemplateEngine) -> None:
-        engine.engine.filters.update(when=when, age=age, words=lambda name: str(name).replace("_", " ").capitalize())
-        engine.engine.globals.update(STATES=st.STATES)
-
-    return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=setup)
+# ---- pages and forms ---------------------------------------------------------------------------
 
 
 def _flash(request: Request[Any, Any, Any], kind: str, text: str) -> None:
@@ -178,29 +76,25 @@ def page(
     shown = request.session.pop("flash", []) if flashes and request.session else []
     return Template(
         template_name=f"console/{name}",
-        context={"tz": processor.mapping.timezone, "flashes": shown, "signed_in": _signed_in(request), **context},
+        context={"tz": processor.mapping.timezone, "flashes": shown, "signed_in": signed_in(request), **context},
         status_code=status_code,
     )
 
 
-def _signed_in(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
-    return bool(connection.scope.get("session")) and connection.session.get("who") == ACTOR
+async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in (await request.form()).items()}
 
 
-async def _reason(request: Request[Any, Any, Any]) -> tuple[dict[str, str], str | None]:
-    form = await request.form()
-    fields = {k: str(v) for k, v in form.items()}
-    reason = " ".join(fields.get("reason", "").split())[:REASON_LIMIT]
-    return fields, reason or None
+def _reason(fields: dict[str, str], back_to: str) -> str:
+    """The form's reason on one line, as the audit log keeps it; without one, NoReason sends the operator back to back_to."""
+    reason = audit_reason(" ".join(fields.get("reason", "").split()), required=False)
+    if not reason:
+        raise NoReason(back_to)
+    return reason
 
 
 def _back(to: str) -> Redirect:
     return Redirect(path=to, status_code=303)
-
-
-def _no_reason(request: Request[Any, Any, Any], to: str) -> Redirect:
-    _flash(request, "error", "Nothing was changed: give a reason (it goes into the audit log).")
-    return _back(to)
 
 
 # ---- sign-in ---------------------------------------------------------------------------------
@@ -211,9 +105,9 @@ async def login_page(
     request: Request[Any, Any, Any], processor: NamedDependency[Processor], settings: NamedDependency[Settings],
     next_page: Annotated[str | None, QueryParameter(name="next")] = None,
 ) -> Template | Redirect:
-    if _signed_in(request):
-        return _back(_safe_next(next_page) or "/console")
-    return page(request, processor, "login.html", enabled=settings.admin_token is not None, next_page=_safe_next(next_page))
+    if signed_in(request):
+        return _back(safe_next(next_page) or "/console")
+    return page(request, processor, "login.html", enabled=settings.admin_token is not None, next_page=safe_next(next_page))
 
 
 @post("/login", opt={PUBLIC: True}, status_code=303)
@@ -224,10 +118,10 @@ async def login(request: Request[Any, Any, Any], processor: NamedDependency[Proc
     if token is None or not hmac.compare_digest(given.encode(), token.encode()):
         log.warning("console sign-in refused from %s", request.client.host if request.client else "?")  # never the token given
         return page(request, processor, "login.html", status_code=401, enabled=token is not None,
-                    next_page=_safe_next(str(form.get("next", ""))), refused=True)
+                    next_page=safe_next(str(form.get("next", ""))), refused=True)
     request.set_session({"who": ACTOR, "seen": int(time.time())})
     log.info("console sign-in")
-    return _back(_safe_next(str(form.get("next", ""))) or "/console")
+    return _back(safe_next(str(form.get("next", ""))) or "/console")
 
 
 @post("/logout", status_code=303)
@@ -235,29 +129,6 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
     request.clear_session()
     request.set_session({"flash": [["ok", "Signed out."]]})
     return _back("/console/login")
-
-
-NEXT_PAGE = re.compile(r"/console(/[A-Za-z0-9._~/?=&%+-]*)?")
-
-
-def _safe_next(value: str | None) -> str | None:
-    """Only a console path may be the page to return to after signing in (no open redirect, no header tricks)."""
-    return value if value and NEXT_PAGE.fullmatch(value) and "//" not in value else None
-
-
-def signed_in_guard(idle_s: int):  # noqa: ANN201 - a Litestar guard
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-        if handler.opt.get(PUBLIC):
-            return
-        now = int(time.time())
-        if not _signed_in(connection) or now - int(connection.session.get("seen", 0)) > idle_s:
-            if connection.scope.get("session"):
-                connection.clear_session()
-            raise SignInRequired(connection.url.path)
-        if not handler.opt.get(PASSIVE):
-            connection.session["seen"] = now
-
-    return guard
 
 
 # ---- overview and flags ------------------------------------------------------------------------
@@ -285,13 +156,12 @@ FLAG_CHANGES = {
 
 @post("/flags", status_code=303)
 async def set_flags(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> Redirect:
-    fields, reason = await _reason(request)
+    fields = await _form(request)
     change = FLAG_CHANGES.get(fields.get("change", ""))
     if change is None:
         _flash(request, "error", "Nothing was changed: unknown flag change.")
         return _back("/console")
-    if reason is None:
-        return _no_reason(request, "/console")
+    reason = _reason(fields, "/console")
     try:
         flags = await processor.set_flags(
             enable_connector=change.get("enable_connector"), dry_run=change.get("dry_run"), actor=ACTOR, reason=reason
@@ -305,9 +175,7 @@ async def set_flags(request: Request[Any, Any, Any], processor: NamedDependency[
 
 @post("/flags/reset", status_code=303)
 async def reset_flags(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> Redirect:
-    _, reason = await _reason(request)
-    if reason is None:
-        return _no_reason(request, "/console")
+    reason = _reason(await _form(request), "/console")
     flags = await processor.clear_flags(actor=ACTOR, reason=reason)
     _flash(request, "ok", f"Back to the environment values: Connector: {_on(flags.enable_connector)}, Dry run: {_on(flags.dry_run)}.")
     return _back("/console")
@@ -340,11 +208,9 @@ async def delivery(request: Request[Any, Any, Any], processor: NamedDependency[P
     return page(request, processor, "delivery.html", d=detail, mapping=processor.mapping)
 
 
-async def _delivery_action(request: Request[Any, Any, Any], processor: Processor, delivery_id: int) -> tuple[Delivery, str] | Redirect:
-    """The delivery a form on its page acts on and the reason given; a redirect back when there is no reason."""
-    _, reason = await _reason(request)
-    if reason is None:
-        return _no_reason(request, f"/console/deliveries/{delivery_id}")
+async def _delivery_action(request: Request[Any, Any, Any], processor: Processor, delivery_id: int) -> tuple[Delivery, str]:
+    """The delivery a form on its page acts on, and the reason given (NoReason without one)."""
+    reason = _reason(await _form(request), f"/console/deliveries/{delivery_id}")
     return await processor.store.get_delivery(delivery_id), reason
 
 
@@ -352,10 +218,7 @@ async def _move(
     request: Request[Any, Any, Any], processor: Processor, delivery_id: int, use_case: Callable[..., Awaitable[bool]], *, done: str, verb: str
 ) -> Redirect:
     """Replay or discard one delivery through its use case; the use case decides whether its state allows it."""
-    asked = await _delivery_action(request, processor, delivery_id)
-    if isinstance(asked, Redirect):
-        return asked
-    current, reason = asked
+    current, reason = await _delivery_action(request, processor, delivery_id)
     if await use_case(delivery_id, actor=ACTOR, reason=reason):
         _flash(request, "ok", f"Delivery {delivery_id} {done.format(state=current.state)}.")
     else:
@@ -376,10 +239,7 @@ async def discard(request: Request[Any, Any, Any], processor: NamedDependency[Pr
 @post("/deliveries/{delivery_id:int}/forget", status_code=303)
 async def forget(request: Request[Any, Any, Any], processor: NamedDependency[Processor], delivery_id: DeliveryId) -> Redirect:
     """Drop the event's ledger entry (after a manual clean-up in Revel), as `tsrevel forget` does."""
-    asked = await _delivery_action(request, processor, delivery_id)
-    if isinstance(asked, Redirect):
-        return asked
-    current, reason = asked
+    current, reason = await _delivery_action(request, processor, delivery_id)
     to = f"/console/deliveries/{delivery_id}"
     if not current.event_id:
         _flash(request, "error", f"Delivery {delivery_id} names no event: there is no order to forget.")
@@ -398,14 +258,13 @@ async def forget(request: Request[Any, Any, Any], processor: NamedDependency[Pro
 
 @post("/replay", status_code=303)
 async def replay_all(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> Redirect:
-    fields, reason = await _reason(request)
+    fields = await _form(request)
     state = fields.get("state", "")
     to = f"/console/deliveries?state={quote(state)}"
     if state not in st.REPLAYABLE_STATES:
         _flash(request, "error", f"Nothing was changed: only {', '.join(sorted(st.REPLAYABLE_STATES))} deliveries can be replayed.")
         return _back("/console/deliveries")
-    if reason is None:
-        return _no_reason(request, to)
+    reason = _reason(fields, to)
     count = await processor.replay_state(state, actor=ACTOR, reason=reason)
     _flash(request, "ok", f"Re-queued {count} {state} deliver{'y' if count == 1 else 'ies'}, oldest first.")
     return _back(to)
@@ -414,9 +273,8 @@ async def replay_all(request: Request[Any, Any, Any], processor: NamedDependency
 @post("/sync", status_code=303)
 async def sync_event(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> Redirect:
     """Fetch one event from the TripleSeat API and store it as a delivery, as `tsrevel sync EVENT_ID` does."""
-    fields, reason = await _reason(request)
-    if reason is None:
-        return _no_reason(request, "/console")
+    fields = await _form(request)
+    reason = _reason(fields, "/console")
     try:
         synced = await catchup.sync_event(processor, fields.get("event_id", ""), actor=ACTOR, reason=reason)
     except (InvalidRequest, NotFound, GatewayError, PayloadError) as exc:
@@ -438,9 +296,7 @@ async def mapping(request: Request[Any, Any, Any], processor: NamedDependency[Pr
 @post("/mapping/reload", status_code=303)
 async def reload_mapping(request: Request[Any, Any, Any], processor: NamedDependency[Processor]) -> Redirect:
     """Read the mapping file again, as `tsrevel mapping reload`, POST /admin/mapping/reload and SIGHUP do."""
-    _, reason = await _reason(request)
-    if reason is None:
-        return _no_reason(request, "/console/mapping")
+    reason = _reason(await _form(request), "/console/mapping")
     try:
         status = await processor.reload_mapping(actor=ACTOR, reason=reason)
     except (MappingRejected, InvalidRequest) as exc:
@@ -460,15 +316,20 @@ async def audit(request: Request[Any, Any, Any], processor: NamedDependency[Proc
 
 def _to_sign_in(_: Request[Any, Any, Any], exc: SignInRequired) -> Response[Any]:
     target = str(exc.args[0]) if exc.args else ""
-    wanted = _safe_next(target) and target not in ("/console", "/console/") and not target.startswith("/console/fragments/")
+    wanted = safe_next(target) and target not in ("/console", "/console/") and not target.startswith("/console/fragments/")
     suffix = f"?next={quote(target)}" if wanted else ""
     return Redirect(path=f"/console/login{suffix}", status_code=303)
+
+
+def _no_reason(request: Request[Any, Any, Any], exc: NoReason) -> Response[Any]:
+    _flash(request, "error", "Nothing was changed: give a reason (it goes into the audit log).")
+    return _back(str(exc.args[0]))
 
 
 def _error_page(request: Request[Any, Any, Any], status: int, title: str, text: str) -> Response[Any]:
     return Template(
         template_name="console/error.html",
-        context={"tz": "UTC", "flashes": [], "signed_in": _signed_in(request), "title": title, "text": text},
+        context={"tz": "UTC", "flashes": [], "signed_in": signed_in(request), "title": title, "text": text},
         status_code=status,
     )
 
@@ -508,6 +369,7 @@ def console_router(settings: Settings) -> Router:
         guards=[signed_in_guard(settings.console_idle_min * 60)],
         exception_handlers={  # type: ignore[dict-item]
             SignInRequired: _to_sign_in,
+            NoReason: _no_reason,
             PermissionDeniedException: _csrf_refused,
             NotFound: _not_found,
             HTTPException: _http_error,
