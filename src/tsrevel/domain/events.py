@@ -107,8 +107,9 @@ class TripleSeatEvent:
                 first_item = len(items)
                 raw_items = doc_map.get("line_items")
                 if raw_items is not None:
-                    for i_index, item in enumerate(as_array(raw_items, f"{d_path}.line_items")):
-                        items.append(line_item_from(item, d_index, f"{d_path}.line_items[{i_index}]"))
+                    items_path = f"{d_path}.line_items"
+                    for i_index, item in enumerate(as_array(raw_items, items_path)):
+                        items.append(line_item_from(item, d_index, items_path, i_index))
                 totals.extend(billing_totals_from(doc_map.get("billing_totals"), f"{d_path}.billing_totals", d_index))
                 payments.extend(payments_from(doc_map.get("payment_set"), f"{d_path}.payment_set", d_index))
                 fin = as_object(doc_map.get("financials") or {}, f"{d_path}.financials")
@@ -118,7 +119,8 @@ class TripleSeatEvent:
                     grand_total=as_money(fin.get("grand_total"), f"{d_path}.financials.grand_total"),
                     amount_due=as_money(fin.get("amount_due"), f"{d_path}.financials.amount_due"),
                     discounts_total=as_money(fin.get("discounts_total"), f"{d_path}.financials.discounts_total"),
-                    line_discounts=sum((i.discount for i in items[first_item:]), Decimal("0.00")),
+                    # Zero discounts are all Decimal("0.00"): adding only the others gives the same sum.
+                    line_discounts=sum((i.discount for i in items[first_item:] if i.discount), Decimal("0.00")),
                 )
                 docs.append(document)
                 if document.grand_total is not None:

@@ -37,9 +37,10 @@ class LineItem:
         return cents(self.quantity * self.price)
 
 
-def line_item_from(value: object, document_index: int, path: str) -> LineItem:
+def line_item_from(value: object, document_index: int, items_path: str, index: int) -> LineItem:
+    """``items_path[index]``: the fast path's line item, else the general parser's (the field path is built only then)."""
     fast = plain_line_item(value, document_index) if type(value) is dict else None
-    return fast if fast is not None else general_line_item(value, document_index, path)
+    return fast if fast is not None else general_line_item(value, document_index, f"{items_path}[{index}]")
 
 
 def general_line_item(value: object, document_index: int, path: str) -> LineItem:
@@ -86,6 +87,7 @@ def _discount(value: object, path: str) -> Decimal:
 _SLOW: Any = object()
 _ZERO_CENTS = Decimal("0.00")
 _MAX_PLAIN_ID_BITS = 212  # below 10**64, like as_id's bound
+_PLAIN_TEXT = frozenset({str, type(None)})
 
 
 @functools.lru_cache(maxsize=2048)
@@ -111,10 +113,24 @@ def _plain_number(value: object, max_places: int) -> Decimal | None:
     return None
 
 
-def _plain_money(value: object) -> Decimal | None:
-    """Money on the fast path: what _money returns for a plain non-negative amount (quantised to the cent), else None."""
+# typed: 48 and "48" are different keys (both give 48.00, but a cache must never mix types).
+@functools.lru_cache(maxsize=4096, typed=True)
+def _plain_money_of(value: str | int) -> Decimal | None:
     number = _plain_number(value, 2)
     return None if number is None else number.quantize(CENT)
+
+
+def _plain_money(value: object) -> Decimal | None:
+    """Money on the fast path: what as_money returns for a plain non-negative amount (quantised to the cent), else None."""
+    kind = type(value)
+    if kind is str or kind is int:
+        return _plain_money_of(value)  # type: ignore[arg-type]
+    # A JSON number is a Decimal (parse_float). Not cached: 0.0 == -0.0, yet they quantise to 0.00 and -0.00.
+    if kind is Decimal and value.is_finite() and 0 <= value < MAX_AMOUNT:  # type: ignore[union-attr,operator]
+        money = value.quantize(CENT)  # type: ignore[union-attr]
+        if money == value:  # no digit beyond the cent: what decimal_places(value) <= 2 says, without reading the digits
+            return money
+    return None
 
 
 def _plain_optional_money(value: object) -> Any:
@@ -136,32 +152,29 @@ def _plain_id(value: object) -> Any:
     return _SLOW
 
 
-def _plain_text(value: object) -> Any:
-    if value is None:
-        return ""
-    return value if type(value) is str else _SLOW
-
-
 def plain_line_item(obj: dict[str, Any], document_index: int) -> LineItem | None:
     """The line item exactly as the general path parses it, or None when any field is not of a plain shape."""
-    category = obj.get("category")
+    get = obj.get
+    category = get("category")
     if type(category) is dict:
         category = category.get("name")
-    category_name = _plain_text(category)
-    item_id = _plain_id(obj.get("id"))
-    menu_item_id = _plain_id(obj.get("menu_item_id"))
-    display_name = _plain_text(obj.get("display_name"))
-    description = _plain_text(obj.get("description"))
-    section = _plain_text(obj.get("section"))
-    if (category_name is _SLOW or item_id is _SLOW or menu_item_id is _SLOW or display_name is _SLOW
-            or description is _SLOW or section is _SLOW):
+    display_name = get("display_name")
+    description = get("description")
+    section = get("section")
+    # Text fields: a string, or absent (None, read as "").
+    if (type(category) not in _PLAIN_TEXT or type(display_name) not in _PLAIN_TEXT
+            or type(description) not in _PLAIN_TEXT or type(section) not in _PLAIN_TEXT):
         return None
-    quantity = _plain_number(obj.get("quantity"), QUANTITY_PLACES)
-    price = _plain_money(obj.get("price"))
+    item_id = _plain_id(get("id"))
+    menu_item_id = _plain_id(get("menu_item_id"))
+    if item_id is _SLOW or menu_item_id is _SLOW:
+        return None
+    quantity = _plain_number(get("quantity"), QUANTITY_PLACES)
+    price = _plain_money(get("price"))
     if quantity is None or price is None:
         return None
-    total_price = _plain_optional_money(obj.get("total_price"))
-    discount = _plain_optional_money(obj.get("discount"))
+    total_price = _plain_optional_money(get("total_price"))
+    discount = _plain_optional_money(get("discount"))
     if total_price is _SLOW or discount is _SLOW:
         return None
     return LineItem(
@@ -171,10 +184,9 @@ def plain_line_item(obj: dict[str, Any], document_index: int) -> LineItem | None
         price=price,
         total_price=total_price,
         discount=discount or _ZERO_CENTS,  # absent, or 0: Decimal("0.00") as _discount gives
-        display_name=display_name.strip(),
-        description=description,
-        category=category_name or None,
+        display_name=display_name.strip() if display_name else "",
+        description=description or "",
+        category=category or None,
         menu_item_id=menu_item_id,
         section=section or None,
     )
-

@@ -94,10 +94,16 @@ def map_event(
     lines: list[OrderLine] = []
     missing: list[UnmappedItem] = []
     problems: list[str] = []
+    products: dict[tuple[str | None, str], int | None] = {}  # a lookup reads only these two fields; events repeat items
     for item in event.line_items:
-        product = venue.products.lookup(item) if venue else None
-        if product is None:  # not `or`: a location may map an item to product id 0
-            product = mapping.products.lookup(item)
+        key = (item.menu_item_id, item.display_name)
+        if key in products:
+            product = products[key]
+        else:
+            product = venue.products.lookup(item) if venue else None
+            if product is None:  # not `or`: a location may map an item to product id 0
+                product = mapping.products.lookup(item)
+            products[key] = product
         if product is None:
             missing.append(
                 UnmappedItem(
@@ -188,14 +194,17 @@ def map_event(
         grand_total=event.grand_total,
         arithmetic=arithmetic.describe(),
     )
-    if strict_money and order.remaining_due < 0:
+    due = event.amount_due
+    compare_due = due is not None and order.recorded_payments and not order.unmapped
+    # Read once: remaining_due adds up all the order's line totals again each time it is read.
+    remaining = order.remaining_due if strict_money or compare_due else ZERO
+    if strict_money and remaining < 0:
         return MappingFailure(
             event_id=event.id,
             problems=(f"TripleSeat payments of {order.paid} exceed the order's total {order.final_total}; check the payments in TripleSeat",),
         )
-    due = event.amount_due
-    if due is not None and order.recorded_payments and not order.unmapped and due != order.remaining_due:
-        warnings.append(f"TripleSeat's amount_due is {due}; the counted payments leave {order.remaining_due} due")
+    if compare_due and due != remaining:
+        warnings.append(f"TripleSeat's amount_due is {due}; the counted payments leave {remaining} due")
     return attrs.evolve(order, warnings=tuple(warnings))
 
 
