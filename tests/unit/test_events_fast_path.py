@@ -1,6 +1,6 @@
 """P3: the line-item fast path parses exactly as the general parsers do, or steps aside.
 
-For every line item, ``_plain_line_item`` either returns None (the general path then parses it,
+For every line item, ``plain_line_item`` either returns None (the general path then parses it,
 accepting and refusing as before, naming the field path) or the very LineItem the general path
 returns: same values, same Decimal exponents.
 """
@@ -14,7 +14,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tsrevel.domain.errors import PayloadError
-from tsrevel.domain.events import _general_line_item, _plain_line_item
+from tsrevel.domain.line_items import general_line_item, plain_line_item
 
 NUMBER_TEXTS = st.sampled_from(
     ["0", "1", "48", "3.25", "38.5", "0.125", "1.", ".5", ".", "", " ", "-1", "+2", "1e3", "1,000", "$5", "3.255", "0.0000001",
@@ -42,7 +42,7 @@ LINE_ITEMS = st.fixed_dictionaries({}, optional=FIELDS)
 
 def general(item: dict[str, Any]) -> Any:
     try:
-        return _general_line_item(item, 0, "event.documents[0].line_items[0]")
+        return general_line_item(item, 0, "event.documents[0].line_items[0]")
     except PayloadError as exc:
         return exc
 
@@ -51,7 +51,7 @@ def general(item: dict[str, Any]) -> Any:
 @example({"quantity": "48", "price": "3.25", "total_price": "156.0", "id": 1, "menu_item_id": 5501, "category": {"name": "Donuts"}})
 @example({"quantity": Decimal("4"), "price": Decimal("38.5"), "discount": Decimal("-0.0"), "menu_item_id": "0042"})
 def test_the_fast_path_returns_what_the_general_path_returns_or_steps_aside(item):
-    fast = _plain_line_item(item, 0)
+    fast = plain_line_item(item, 0)
     if fast is None:
         return
     expected = general(item)
@@ -62,12 +62,12 @@ def test_the_fast_path_returns_what_the_general_path_returns_or_steps_aside(item
 
 
 def test_the_common_shapes_take_the_fast_path():
-    assert _plain_line_item({"id": 1, "quantity": "48", "price": "3.25", "total_price": "156.0", "category": {"name": "Donuts"},
+    assert plain_line_item({"id": 1, "quantity": "48", "price": "3.25", "total_price": "156.0", "category": {"name": "Donuts"},
                              "menu_item_id": 5501, "display_name": " Ring ", "section": "Breakfast"}, 0) is not None
-    assert _plain_line_item({"id": 2, "quantity": 4, "price": Decimal("38.5"), "menu_item_id": None}, 0) is not None
+    assert plain_line_item({"id": 2, "quantity": 4, "price": Decimal("38.5"), "menu_item_id": None}, 0) is not None
 
 
 def test_anything_unusual_is_left_to_the_general_path():
     for odd in ({"quantity": "abc", "price": "1"}, {"quantity": "1", "price": "-1"}, {"quantity": "1", "price": "1.005"},
                 {"quantity": "1", "price": "$1"}, {"quantity": "1", "price": "1", "id": True}):
-        assert _plain_line_item(odd, 0) is None, odd
+        assert plain_line_item(odd, 0) is None, odd

@@ -57,8 +57,12 @@ def can_move(old: str, new: str) -> bool:
 
 
 @attrs.frozen(kw_only=True)
-class NewDelivery:
-    """A webhook to store: its raw body and what intake learned from it."""
+class _Received:
+    """What every delivery record holds: the raw body, what intake learned from it, and its state.
+
+    A base for the record to store and the stored record only (they share these fields and no
+    behaviour), so both keep their flat fields and keyword constructors.
+    """
 
     key: str
     body: bytes
@@ -66,7 +70,13 @@ class NewDelivery:
     received_at: datetime
     trigger_type: str | None
     event_id: str | None
-    state: str  # QUEUED, or REJECTED with error set
+    state: str
+
+
+@attrs.frozen(kw_only=True)
+class NewDelivery(_Received):
+    """A webhook to store: its raw body and what intake learned from it; state is QUEUED, or REJECTED with error set."""
+
     error: str | None = None
     header_names: tuple[str, ...] = ()
     source: str = "webhook"  # SOURCES: how the delivery came (a webhook, a sync by id, the catch-up poll)
@@ -84,17 +94,10 @@ class TimelineEntry:
 
 
 @attrs.frozen(kw_only=True)
-class Delivery:
+class Delivery(_Received):
     """A stored webhook delivery and where it stands."""
 
     id: int
-    key: str
-    body: bytes
-    correlation_id: str
-    received_at: datetime
-    trigger_type: str | None
-    event_id: str | None
-    state: str
     attempts: int = 0
     next_attempt_at: datetime | None = None
     last_error: str | None = None

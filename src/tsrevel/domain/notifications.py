@@ -34,55 +34,49 @@ def order_created(delivery: Delivery, order: RevelOrder, ref: OrderRef, *, found
         if legacy
         else ""
     )
-    return EmailMessage(
-        kind="order_created",
-        subject=f"[tsrevel] Revel order {verb} for TripleSeat event {order.event_id}" + (" under its legacy reference" if legacy else ""),
-        text=(
+    return _email(
+        "order_created",
+        delivery,
+        f"[tsrevel] Revel order {verb} for TripleSeat event {order.event_id}" + (" under its legacy reference" if legacy else ""),
+        (
             f"Revel order {ref.order_id} {verb} for TripleSeat event {order.event_id}.\n{how}\n"
             + _order_text(order)
             + f"\nRevel: {ref.resource_uri or '(no resource uri)'}\n"
-            + _footer(delivery)
         ),
-        delivery_id=delivery.id,
-        correlation_id=delivery.correlation_id,
-        to=tuple(to),
+        to,
     )
 
 
 def dry_run(delivery: Delivery, order: RevelOrder, *, to: Sequence[str]) -> EmailMessage:
-    return EmailMessage(
-        kind="dry_run",
-        subject=f"[tsrevel] DRY RUN: would create a Revel order for TripleSeat event {order.event_id}",
-        text=(
+    return _email(
+        "dry_run",
+        delivery,
+        f"[tsrevel] DRY RUN: would create a Revel order for TripleSeat event {order.event_id}",
+        (
             "DRY_RUN is on: nothing was written to Revel. This is the order that would have been created.\n\n"
             + _order_text(order)
             + "\nTo create it for real: set DRY_RUN=false (or PUT /admin/flags {\"dry_run\": false}), then replay:\n"
             + replay_instructions(delivery.id)
             + "\n"
-            + _footer(delivery)
         ),
-        delivery_id=delivery.id,
-        correlation_id=delivery.correlation_id,
-        to=tuple(to),
+        to,
     )
 
 
 def failure(delivery: Delivery, reason: str, *, to: Sequence[str], event_id: str | None = None) -> EmailMessage:
     what = f"TripleSeat event {event_id}" if event_id else f"delivery {delivery.id}"
-    return EmailMessage(
-        kind="failure",
-        subject=f"[tsrevel] FAILED: no Revel order for {what}",
-        text=(
+    return _email(
+        "failure",
+        delivery,
+        f"[tsrevel] FAILED: no Revel order for {what}",
+        (
             f"tsrevel could not create the Revel order for {what}.\n\n"
             f"Reason: {reason}\n\n"
             f"The delivery is kept as 'dead' and nothing was lost. Fix the cause, then replay it:\n"
             + replay_instructions(delivery.id)
             + "\n\n"
-            + _footer(delivery)
         ),
-        delivery_id=delivery.id,
-        correlation_id=delivery.correlation_id,
-        to=tuple(to),
+        to,
     )
 
 
@@ -107,10 +101,11 @@ def mapping_failure(delivery: Delivery, failure_: MappingFailure, *, to: Sequenc
 def needs_attention(
     delivery: Delivery, event: TripleSeatEvent, ref_text: str, changes: Sequence[str], *, to: Sequence[str]
 ) -> EmailMessage:
-    return EmailMessage(
-        kind="needs_attention",
-        subject=f"[tsrevel] CHANGED after ordering: TripleSeat event {event.id} ({event.name})",
-        text=(
+    return _email(
+        "needs_attention",
+        delivery,
+        f"[tsrevel] CHANGED after ordering: TripleSeat event {event.id} ({event.name})",
+        (
             f"TripleSeat event {event.id} changed after its Revel order {ref_text} was placed.\n"
             "tsrevel never creates a second order: please update the order in Revel by hand.\n\n"
             "What changed:\n" + "\n".join(f"- {c}" for c in changes) + "\n\n"
@@ -118,25 +113,22 @@ def needs_attention(
             f"1. Open the order {ref_text}.\n"
             "2. Make it match the changes above: items and quantities, pickup time, guest count and notes, discount, billing details and payments.\n"
             "3. If the location (Revel establishment) changed, void this order and enter it at the new location by hand.\n"
-            "Nothing to do in tsrevel: this delivery stays 'needs_attention' as the record.\n\n" + _footer(delivery)
+            "Nothing to do in tsrevel: this delivery stays 'needs_attention' as the record.\n\n"
         ),
-        delivery_id=delivery.id,
-        correlation_id=delivery.correlation_id,
-        to=tuple(to),
+        to,
     )
 
 
 def void_request(delivery: Delivery, event: TripleSeatEvent, ref_text: str, why: str, *, to: Sequence[str]) -> EmailMessage:
-    return EmailMessage(
-        kind="void_request",
-        subject=f"[tsrevel] VOID in Revel: TripleSeat event {event.id} was {why}",
-        text=(
+    return _email(
+        "void_request",
+        delivery,
+        f"[tsrevel] VOID in Revel: TripleSeat event {event.id} was {why}",
+        (
             f"TripleSeat event {event.id} ({event.name}) was {why}, but its Revel order {ref_text} exists.\n"
-            "Please void the order in Revel. tsrevel does not void orders itself.\n\n" + _footer(delivery)
+            "Please void the order in Revel. tsrevel does not void orders itself.\n\n"
         ),
-        delivery_id=delivery.id,
-        correlation_id=delivery.correlation_id,
-        to=tuple(to),
+        to,
     )
 
 
@@ -179,6 +171,18 @@ def _order_text(order: RevelOrder) -> str:
         lines.append("Left out (UNMAPPED_ITEMS=skip): " + "; ".join(i.describe() for i in order.unmapped))
     lines.extend(f"Note: {w}" for w in order.warnings)
     return "\n".join(lines) + "\n"
+
+
+def _email(kind: str, delivery: Delivery, subject: str, text: str, to: Sequence[str]) -> EmailMessage:
+    """An email about one delivery: its text, then the footer naming the delivery and its correlation id."""
+    return EmailMessage(
+        kind=kind,
+        subject=subject,
+        text=text + _footer(delivery),
+        delivery_id=delivery.id,
+        correlation_id=delivery.correlation_id,
+        to=tuple(to),
+    )
 
 
 def _footer(delivery: Delivery) -> str:
