@@ -33,7 +33,7 @@ test-fast: install
 fuzz: install
 	TSREVEL_FUZZ_CASES=10000 $(PY) -m pytest tests/reliability/test_fuzz.py -m "not e2e" $(PYTEST_ARGS)
 
-# Benchmarks (bench/, writes docs/performance.md); never part of `make test`. Loopback only, about 6 minutes.
+# Benchmarks (bench/, writes docs/performance.md); never part of `make test`. Loopback only, about 12 minutes (P5 starts PostgreSQL replicas when 127.0.0.1:5432 answers).
 bench: install
 	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
