@@ -182,7 +182,7 @@ class TestReconcileTotals:
 
 
 class TestAdminDelivery:
-    def test_admin_deliveries_id_shows_the_mapped_order_for_done_and_dry_run(self, app_factory):
+    def test_admin_deliveries_id_shows_the_mapped_order_for_done_and_dry_run(self, app_factory, tmp_path):
         from tests.integration.test_http_app import signed
 
         app = app_factory()
@@ -192,7 +192,9 @@ class TestAdminDelivery:
         assert (done["mapped_order"]["final_total"], done["mapped_order"]["remaining_due"]) == ("445.18", "345.18")
         assert done["mapped_order"]["payments"][0]["amount"] == "100.00"
 
-        rehearsal = app_factory(dry_run=True)
+        # Its own database: on the first app's file, that app's live worker could claim the
+        # rehearsal's delivery between its store and its claim and make the order for real.
+        rehearsal = app_factory(dry_run=True, database_url=f"sqlite:///{tmp_path / 'rehearsal.db'}")
         payload = invoice_payload()
         payload["event"]["id"] = 55521702
         trace = rehearsal.client.post("/test/webhook", content=body(payload), headers=rehearsal.admin()).json()
